@@ -1,0 +1,1 @@
+"""memorax: reinforcement learning with memory in JAX."""

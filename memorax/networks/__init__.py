@@ -1,0 +1,24 @@
+"""Networks: feature extractors, torsos (sequence models and blocks) and heads."""
+
+from memorax.networks import heads
+from memorax.networks.feature_extractor import FeatureExtractor
+from memorax.networks.mlp import CNN, MLP
+from memorax.networks.network import Network, SharedActorCritic, shares_torso
+from memorax.networks.sequence_models import (
+    RNN,
+    SequenceModel,
+    SequenceModelWrapper,
+)
+
+__all__ = [
+    "CNN",
+    "MLP",
+    "RNN",
+    "FeatureExtractor",
+    "Network",
+    "SequenceModel",
+    "SequenceModelWrapper",
+    "SharedActorCritic",
+    "heads",
+    "shares_torso",
+]

@@ -1,0 +1,35 @@
+"""RNN: any flax linen recurrent cell, run over the time axis with a resettable scan."""
+
+import flax.linen as nn
+import jax
+
+from memorax.networks.sequence_models.base import Carry, SequenceModel, reset_carry
+
+
+class RNN(SequenceModel):
+    """Runs ``cell`` (``nn.GRUCell``, ``nn.LSTMCell``, ``nn.OptimizedLSTMCell``, ``nn.MGUCell``,
+    ``nn.SimpleCell``, ...) over x: [B, T, F]; the carry is the cell's initial carry wherever
+    ``reset`` is True."""
+
+    cell: nn.RNNCellBase
+
+    @nn.nowrap
+    def initialize_carry(self, batch_size: int) -> Carry:
+        # flax cells size their carry by the batch dims of the input shape, not its features.
+        return self.cell.initialize_carry(jax.random.key(0), (batch_size, 1))
+
+    def __call__(self, x: jax.Array, reset: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
+        initial_carry = self.initialize_carry(x.shape[0])
+
+        def step(cell: nn.RNNCellBase, carry: Carry, inputs: tuple[jax.Array, jax.Array]):
+            x_t, reset_t = inputs  # [B, F], [B]
+            return cell(reset_carry(reset_t, carry, initial_carry), x_t)
+
+        scan = nn.scan(
+            step,
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            in_axes=1,
+            out_axes=1,
+        )
+        return scan(self.cell, carry, (x, reset))

@@ -1,0 +1,129 @@
+"""Checks of the sequence-model contract (DESIGN.md), shared by every torso's tests.
+
+Each check takes an unbound model and builds its own inputs, so a new torso is covered by adding
+it to the parametrisation of its test file.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+TOLERANCE = 1e-5
+
+# Reset patterns over T = 12 steps for B = 3 rows: at t = 0, mid-sequence, consecutive, none.
+RESET_PATTERNS = {
+    "none": [[]] * 3,
+    "first_step": [[0], [0], [0]],
+    "mid_sequence": [[5], [7], []],
+    "consecutive": [[3, 4, 5], [0, 1], [11]],
+    "mixed": [[0, 6], [2, 3, 9], [10, 11]],
+}
+
+
+def reset_mask(steps_per_row: list[list[int]], length: int) -> jax.Array:
+    mask = np.zeros((len(steps_per_row), length), dtype=bool)
+    for row, steps in enumerate(steps_per_row):
+        mask[row, steps] = True
+    return jnp.asarray(mask)
+
+
+def inputs(key: jax.Array, batch: int, length: int, features: int) -> jax.Array:
+    return jax.random.normal(key, (batch, length, features))
+
+
+def init_params(model: nn.Module, x: jax.Array, reset: jax.Array, seed: int = 0):
+    carry = model.initialize_carry(x.shape[0])
+    return model.init(jax.random.key(seed), x, reset, carry)
+
+
+def warm_carry(model: nn.Module, params, batch: int, features: int):
+    """A carry far from the initial one, so a reset that fails to clear it shows."""
+    x = 3.0 * inputs(jax.random.key(99), batch, 7, features)
+    carry, _ = model.apply(params, x, jnp.zeros((batch, 7), bool), model.initialize_carry(batch))
+    return carry
+
+
+def run_stepwise(model: nn.Module, params, x: jax.Array, reset: jax.Array, carry):
+    """T one-step calls threading the carry: the acting path, written as a plain loop."""
+    apply = jax.jit(model.apply)  # compiled once for T = 1, reused at every step
+    outputs = []
+    for t in range(x.shape[1]):
+        carry, y = apply(params, x[:, t : t + 1], reset[:, t : t + 1], carry)
+        outputs.append(y)
+    return carry, jnp.concatenate(outputs, axis=1)
+
+
+def max_abs_diff(a, b) -> float:
+    leaves = jax.tree.leaves(jax.tree.map(lambda u, v: jnp.max(jnp.abs(u - v)), a, b))
+    return float(max(leaves)) if leaves else 0.0
+
+
+def check_parallel_equals_stepwise(
+    model: nn.Module, features: int, reset: jax.Array, tolerance: float = TOLERANCE
+) -> None:
+    batch, length = reset.shape
+    x = inputs(jax.random.key(1), batch, length, features)
+    params = init_params(model, x, reset)
+    carry = warm_carry(model, params, batch, features)
+    parallel_carry, parallel = jax.jit(model.apply)(params, x, reset, carry)
+    stepwise_carry, stepwise = run_stepwise(model, params, x, reset, carry)
+    assert max_abs_diff(parallel, stepwise) <= tolerance, max_abs_diff(parallel, stepwise)
+    assert max_abs_diff(parallel_carry, stepwise_carry) <= tolerance
+
+
+def check_reset_isolation(model: nn.Module, features: int, length: int = 10, at: int = 4) -> None:
+    """With a reset at step ``at`` in row 0, its outputs from ``at`` on ignore earlier inputs and
+    the incoming carry (zero gradient); row 1 has no reset and must depend on them."""
+    reset = jnp.zeros((2, length), bool).at[0, at].set(True)
+    x = inputs(jax.random.key(2), 2, length, features)
+    params = init_params(model, x, reset)
+    carry = warm_carry(model, params, 2, features)
+
+    def later_outputs(x, carry):
+        _, y = model.apply(params, x, reset, carry)
+        return jnp.sum(y[:, at:] ** 2, axis=(1, 2))  # [B]
+
+    grad_x, grad_carry = jax.jacrev(later_outputs, argnums=(0, 1))(x, carry)
+    assert float(jnp.max(jnp.abs(grad_x[0][:, :at]))) == 0.0, "reset leaked earlier inputs"
+    for leaf in jax.tree.leaves(grad_carry):
+        assert float(jnp.max(jnp.abs(leaf[0]))) == 0.0, "reset leaked the incoming carry"
+    # The control row: without a reset, history must matter (else this check proves nothing).
+    assert float(jnp.max(jnp.abs(grad_x[1][:, :at]))) > 0.0
+
+
+def check_batch_independence(model: nn.Module, features: int, length: int = 8) -> None:
+    reset = reset_mask(RESET_PATTERNS["mixed"], length + 4)[:, :length]
+    x = inputs(jax.random.key(3), 3, length, features)
+    params = init_params(model, x, reset)
+    carry = model.initialize_carry(3)
+    _, y = model.apply(params, x, reset, carry)
+    _, y_perturbed = model.apply(params, x.at[1].add(5.0), reset, carry)
+    np.testing.assert_array_equal(np.asarray(y[0]), np.asarray(y_perturbed[0]))
+    np.testing.assert_array_equal(np.asarray(y[2]), np.asarray(y_perturbed[2]))
+    assert float(jnp.max(jnp.abs(y[1] - y_perturbed[1]))) > 0.0
+
+
+def check_transforms(model: nn.Module, features: int, length: int = 6) -> None:
+    """jit, vmap (over an extra leading axis) and grad give finite values equal to plain calls."""
+    reset = reset_mask(RESET_PATTERNS["mixed"], 12)[:, :length]
+    x = inputs(jax.random.key(4), 3, length, features)
+    params = init_params(model, x, reset)
+    carry = model.initialize_carry(3)
+    _, y = model.apply(params, x, reset, carry)
+    _, y_jit = jax.jit(model.apply)(params, x, reset, carry)
+    assert max_abs_diff(y, y_jit) <= TOLERANCE
+
+    stacked_x = jnp.stack([x, 2.0 * x])
+    _, y_vmap = jax.vmap(model.apply, in_axes=(None, 0, None, None))(params, stacked_x, reset, carry)
+    _, y_double = model.apply(params, 2.0 * x, reset, carry)
+    assert max_abs_diff(y_vmap[0], y) <= TOLERANCE
+    assert max_abs_diff(y_vmap[1], y_double) <= TOLERANCE
+
+    def loss(params):
+        return jnp.mean(model.apply(params, x, reset, carry)[1] ** 2)
+
+    grads = jax.grad(loss)(params)
+    leaves = jax.tree.leaves(grads)
+    assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+    assert any(float(jnp.max(jnp.abs(g))) > 0.0 for g in leaves)

@@ -1,0 +1,120 @@
+"""The sequence-model contract for the RNN torsos, the wrapper and the blocks."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memorax.networks import MLP, RNN, SequenceModelWrapper
+from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
+from tests import sequence_contract as contract
+
+FEATURES = 6
+
+TORSOS = {
+    "gru": lambda: RNN(nn.GRUCell(features=8)),
+    "lstm": lambda: RNN(nn.LSTMCell(features=8)),
+    "optimized_lstm": lambda: RNN(nn.OptimizedLSTMCell(features=8)),
+    "mgu": lambda: RNN(nn.MGUCell(features=8)),
+    "simple": lambda: RNN(nn.SimpleCell(features=8)),
+    "wrapped_gru": lambda: SequenceModelWrapper(RNN(nn.GRUCell(features=8))),
+    "wrapped_mlp": lambda: SequenceModelWrapper(MLP(features=(8,))),
+    "stack": lambda: Stack(
+        blocks=[
+            PreNorm(Residual(RNN(nn.GRUCell(features=FEATURES)))),
+            Residual(PreNorm(FFN(hidden_dim=16))),
+            RNN(nn.LSTMCell(features=5)),
+            MLP(features=(4,)),
+        ]
+    ),
+}
+STATEFUL = [name for name in TORSOS if name != "wrapped_mlp"]
+
+
+@pytest.mark.parametrize("pattern", sorted(contract.RESET_PATTERNS))
+@pytest.mark.parametrize("name", sorted(TORSOS))
+def test_parallel_equals_stepwise(name, pattern):
+    reset = contract.reset_mask(contract.RESET_PATTERNS[pattern], 12)
+    contract.check_parallel_equals_stepwise(TORSOS[name](), FEATURES, reset)
+
+
+@pytest.mark.parametrize("name", STATEFUL)
+def test_reset_isolation(name):
+    contract.check_reset_isolation(TORSOS[name](), FEATURES)
+
+
+@pytest.mark.parametrize("name", sorted(TORSOS))
+def test_batch_independence(name):
+    contract.check_batch_independence(TORSOS[name](), FEATURES)
+
+
+@pytest.mark.parametrize("name", sorted(TORSOS))
+def test_jit_vmap_grad(name):
+    contract.check_transforms(TORSOS[name](), FEATURES)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=9, max_size=9), min_size=2, max_size=2))
+def test_gru_any_reset_pattern(rows):
+    contract.check_parallel_equals_stepwise(TORSOS["gru"](), FEATURES, jnp.asarray(rows))
+
+
+def test_rnn_matches_hand_written_gru_loop():
+    """Independent reference: the flax cell stepped in a Python loop with explicit zeroing."""
+    cell = nn.GRUCell(features=4)
+    model = RNN(cell)
+    reset = contract.reset_mask([[0, 3], [2]], 6)
+    x = contract.inputs(jax.random.key(5), 2, 6, 3)
+    params = contract.init_params(model, x, reset)
+    cell_params = {"params": params["params"]["cell"]}
+    h = jnp.ones((2, 4))  # a non-initial incoming carry, cleared where reset
+    _, y = model.apply(params, x, reset, h)
+    expected = []
+    for t in range(6):
+        h = jnp.where(reset[:, t : t + 1], 0.0, h)
+        h, out = cell.apply(cell_params, h, x[:, t])
+        expected.append(out)
+    np.testing.assert_allclose(y, jnp.stack(expected, axis=1), atol=1e-6)
+
+
+def test_wrapper_changes_nothing_for_a_contract_model():
+    inner = RNN(nn.GRUCell(features=8))
+    reset = contract.reset_mask(contract.RESET_PATTERNS["mixed"], 12)
+    x = contract.inputs(jax.random.key(6), 3, 12, FEATURES)
+    params = contract.init_params(inner, x, reset)
+    carry = contract.warm_carry(inner, params, 3, FEATURES)
+    wrapped = SequenceModelWrapper(inner)
+    wrapped_params = {"params": {"module": params["params"]}}
+    assert contract.max_abs_diff(wrapped.initialize_carry(3), inner.initialize_carry(3)) == 0.0
+    expected = inner.apply(params, x, reset, carry)
+    actual = wrapped.apply(wrapped_params, x, reset, carry)
+    assert contract.max_abs_diff(expected, actual) == 0.0
+
+
+def test_wrapped_stateless_module_is_stepwise_and_keeps_no_carry():
+    mlp = MLP(features=(8,))
+    wrapped = SequenceModelWrapper(mlp)
+    x = contract.inputs(jax.random.key(7), 3, 5, FEATURES)
+    reset = jnp.zeros((3, 5), bool)
+    params = contract.init_params(wrapped, x, reset)
+    carry, y = wrapped.apply(params, x, reset, wrapped.initialize_carry(3))
+    assert carry == ()
+    expected = mlp.apply({"params": params["params"]["module"]}, x)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_stack_carry_is_tuple_of_member_carries():
+    stack = TORSOS["stack"]()
+    carry = stack.initialize_carry(2)
+    assert isinstance(carry, tuple) and len(carry) == 4
+    assert carry[0].shape == (2, FEATURES) and carry[1] == () and carry[3] == ()
+    assert isinstance(carry[2], tuple)  # the LSTM's (c, h)
+
+
+def test_residual_rejects_a_shape_change():
+    model = Residual(RNN(nn.GRUCell(features=FEATURES + 1)))
+    with pytest.raises(ValueError, match="keeps the shape"):
+        contract.init_params(model, jnp.ones((1, 3, FEATURES)), jnp.zeros((1, 3), bool))
