@@ -115,7 +115,8 @@ def check_transforms(model: nn.Module, features: int, length: int = 6) -> None:
     assert max_abs_diff(y, y_jit) <= TOLERANCE
 
     stacked_x = jnp.stack([x, 2.0 * x])
-    _, y_vmap = jax.vmap(model.apply, in_axes=(None, 0, None, None))(params, stacked_x, reset, carry)
+    vmapped = jax.vmap(model.apply, in_axes=(None, 0, None, None))
+    _, y_vmap = vmapped(params, stacked_x, reset, carry)
     _, y_double = model.apply(params, 2.0 * x, reset, carry)
     assert max_abs_diff(y_vmap[0], y) <= TOLERANCE
     assert max_abs_diff(y_vmap[1], y_double) <= TOLERANCE

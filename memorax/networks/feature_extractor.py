@@ -1,4 +1,4 @@
-"""FeatureExtractor: embeds the observation and, optionally, previous action, reward and done flag."""
+"""FeatureExtractor: embeds the observation and, optionally, previous action, reward and done."""
 
 import flax.linen as nn
 import jax

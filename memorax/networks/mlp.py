@@ -11,7 +11,7 @@ Activation = Callable[[jax.Array], jax.Array]
 
 
 class MLP(nn.Module):
-    """Dense layers of the given widths, each followed by ``activation``: [..., F] -> [..., features[-1]]."""
+    """Dense layers of the given widths, each followed by ``activation``: [..., F] -> [..., D]."""
 
     features: Sequence[int]
     activation: Activation = nn.relu
@@ -43,7 +43,8 @@ class CNN(nn.Module):
             raise ValueError(f"CNN expects [..., H, W, C] images, got shape {x.shape}")
         leading = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:]).astype(jnp.float32)
-        for width, kernel, stride in zip(self.features, self.kernel_sizes, self.strides, strict=True):
+        layers = zip(self.features, self.kernel_sizes, self.strides, strict=True)
+        for width, kernel, stride in layers:
             x = nn.Conv(width, (kernel, kernel), (stride, stride), padding="VALID")(x)
             x = self.activation(x)
         return x.reshape(leading + (-1,))

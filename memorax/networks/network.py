@@ -14,7 +14,10 @@ from memorax.networks.sequence_models.base import (
 
 
 class Network(nn.Module):
-    """An agent network over sequences: observation [B, T, ...], reset [B, T] -> (carry, head output).
+    """Feature extractor -> torso -> head over sequences, threading the torso's carry.
+
+    Called as (observation [B, T, ...], reset [B, T], carry) -> (carry, y), y the head's output.
+
 
     The torso is any module that obeys the sequence-model contract, or a stateless one (used
     step-wise with an empty carry). ``prev_action``/``prev_reward`` feed the feature extractor's

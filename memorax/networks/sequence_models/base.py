@@ -48,7 +48,7 @@ def initialize_carry_of(module: nn.Module, batch_size: int) -> Carry:
 def apply_sequence_model(
     module: nn.Module, x: jax.Array, reset: jax.Array, carry: Carry
 ) -> tuple[Carry, jax.Array]:
-    """Call ``module`` under the contract; a stateless module maps x step-wise and keeps no carry."""
+    """Call ``module`` under the contract; a stateless module maps x step-wise with no carry."""
     if isinstance(module, SequenceModel):
         return module(x, reset, carry)
     return carry, module(x)
