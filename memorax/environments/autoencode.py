@@ -1,0 +1,92 @@
+"""Autoencode (POPGym): watch a deck being dealt, then recite its suits in reverse order.
+
+Watch phase: the cards of ``num_decks`` shuffled decks are shown one per step, as a one-hot suit
+plus a phase flag: [4 suits, play]. Actions are ignored and give reward 0. The observation that
+shows the last card already carries play = 1, announcing the play phase.
+
+Play phase: the card slots are all zero (the cards are hidden) and play = 1. At each step the
+action (a suit, Discrete(4)) is scored against the next card in reverse deal order (last card
+first): +-1 / num_cards, so an episode's return lies in [-1, 1]. The episode ends (terminated)
+once every card has been recited: num_cards - 1 watch steps plus num_cards play steps. The memory
+needed is the whole sequence of suits.
+
+Settings as in POPGym: Easy 1 deck, Medium 2 decks, Hard 3 decks.
+"""
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import environment
+
+from memorax.environments.cards import (
+    CARDS_PER_DECK,
+    CardGame,
+    DeckState,
+    check_num_decks,
+    one_hot,
+    shuffled_deck,
+    signed_reward,
+)
+
+NUM_SUITS = 4
+
+
+class Autoencode(CardGame):
+    def __init__(self, num_decks: int = 1):
+        check_num_decks(num_decks)
+        self.num_decks = num_decks
+        self.num_cards = CARDS_PER_DECK * num_decks
+        self.episode_length = 2 * self.num_cards - 1
+        self.obs_size = NUM_SUITS + 1
+        self.reward_scale = 1.0 / self.num_cards
+
+    @property
+    def num_actions(self) -> int:
+        return NUM_SUITS
+
+    def reset_env(
+        self, key: jax.Array, params: environment.EnvParams
+    ) -> tuple[jax.Array, DeckState]:
+        state = DeckState(cards=shuffled_deck(key, self.num_decks), time=jnp.int32(0))
+        return self.get_obs(state), state
+
+    def target(self, state: DeckState) -> jax.Array:
+        """The card to recite at this step (meaningful in the play phase only)."""
+        play_step = state.time - (self.num_cards - 1)
+        return state.cards[jnp.clip(self.num_cards - 1 - play_step, 0, self.num_cards - 1)]
+
+    def step_env(
+        self,
+        key: jax.Array,
+        state: DeckState,
+        action: int | jax.Array,
+        params: environment.EnvParams,
+    ) -> tuple[jax.Array, DeckState, jax.Array, jax.Array, dict]:
+        playing = state.time >= self.num_cards - 1
+        reward = jnp.where(
+            playing, signed_reward(action == self.target(state), self.reward_scale), 0.0
+        )
+        state = state.replace(time=state.time + 1)
+        terminated = self.is_terminated(state, params)
+        return self.get_obs(state), state, reward, terminated, {}
+
+    def get_obs(self, state: DeckState, params=None, key=None) -> jax.Array:
+        shown = state.time < self.num_cards
+        card = one_hot(state.cards[jnp.minimum(state.time, self.num_cards - 1)], NUM_SUITS)
+        card = jnp.where(shown, card, jnp.zeros_like(card))
+        playing = (state.time >= self.num_cards - 1).astype(jnp.float32)
+        return jnp.concatenate([card, playing[None]])
+
+
+class AutoencodeEasy(Autoencode):
+    def __init__(self, num_decks: int = 1):
+        super().__init__(num_decks)
+
+
+class AutoencodeMedium(Autoencode):
+    def __init__(self, num_decks: int = 2):
+        super().__init__(num_decks)
+
+
+class AutoencodeHard(Autoencode):
+    def __init__(self, num_decks: int = 3):
+        super().__init__(num_decks)

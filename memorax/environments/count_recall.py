@@ -1,0 +1,105 @@
+"""CountRecall (POPGym): say how many cards of the queried kind have been dealt so far.
+
+Two independently shuffled stacks of ``num_decks`` decks are dealt in parallel: at each step the
+observation shows a dealt card and a query card, each as a one-hot over the card attribute
+(colours, suits or ranks), concatenated: [2 * num_values]. The action is scored against the number
+of dealt cards, up to and including the current one, whose attribute equals the current query:
++-1 / (num_cards - 1) per step, so an episode's return lies in [-1, 1]. The episode ends
+(terminated) after num_cards - 1 steps. The memory needed is a count per card kind.
+
+Every count from 0 to num_cards / num_values can come up (the whole deck may be dealt before it
+is queried), so the action space is Discrete(num_cards / num_values + 1); POPGym's
+Discrete(num_cards / num_values) cannot express the largest count.
+
+Settings as in POPGym: Easy 1 deck of colours, Medium 2 decks of suits, Hard 4 decks of ranks.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import environment
+
+from memorax.environments.cards import (
+    CARD_ATTRIBUTES,
+    CARDS_PER_DECK,
+    CardGame,
+    check_num_decks,
+    one_hot,
+    shuffled_deck,
+    signed_reward,
+)
+
+
+@struct.dataclass
+class CountRecallState(environment.EnvState):
+    values: jax.Array  # [num_cards] int32: dealt cards, in deal order
+    queries: jax.Array  # [num_cards] int32: query cards, in deal order
+    time: int
+
+
+class CountRecall(CardGame):
+    def __init__(self, num_decks: int = 1, attribute: str = "colors"):
+        check_num_decks(num_decks)
+        if attribute not in CARD_ATTRIBUTES:
+            raise ValueError(f"attribute ({attribute!r}) must be one of {list(CARD_ATTRIBUTES)}")
+        self.num_decks = num_decks
+        self.attribute = attribute
+        self.num_values = CARD_ATTRIBUTES[attribute]
+        self.num_cards = CARDS_PER_DECK * num_decks
+        self.max_count = self.num_cards // self.num_values
+        self.episode_length = self.num_cards - 1
+        self.obs_size = 2 * self.num_values
+        self.reward_scale = 1.0 / self.episode_length
+
+    @property
+    def num_actions(self) -> int:
+        return self.max_count + 1
+
+    def reset_env(
+        self, key: jax.Array, params: environment.EnvParams
+    ) -> tuple[jax.Array, CountRecallState]:
+        value_key, query_key = jax.random.split(key)
+        state = CountRecallState(
+            values=shuffled_deck(value_key, self.num_decks, self.attribute),
+            queries=shuffled_deck(query_key, self.num_decks, self.attribute),
+            time=jnp.int32(0),
+        )
+        return self.get_obs(state), state
+
+    def count(self, state: CountRecallState) -> jax.Array:
+        """The right answer at this step: dealt cards so far that match the current query."""
+        dealt = jnp.arange(self.num_cards) <= state.time
+        matches = state.values == state.queries[state.time]
+        return jnp.sum(jnp.logical_and(dealt, matches)).astype(jnp.int32)
+
+    def step_env(
+        self,
+        key: jax.Array,
+        state: CountRecallState,
+        action: int | jax.Array,
+        params: environment.EnvParams,
+    ) -> tuple[jax.Array, CountRecallState, jax.Array, jax.Array, dict]:
+        reward = signed_reward(action == self.count(state), self.reward_scale)
+        state = state.replace(time=state.time + 1)
+        terminated = self.is_terminated(state, params)
+        return self.get_obs(state), state, reward, terminated, {}
+
+    def get_obs(self, state: CountRecallState, params=None, key=None) -> jax.Array:
+        value = one_hot(state.values[state.time], self.num_values)
+        query = one_hot(state.queries[state.time], self.num_values)
+        return jnp.concatenate([value, query])
+
+
+class CountRecallEasy(CountRecall):
+    def __init__(self, num_decks: int = 1, attribute: str = "colors"):
+        super().__init__(num_decks, attribute)
+
+
+class CountRecallMedium(CountRecall):
+    def __init__(self, num_decks: int = 2, attribute: str = "suits"):
+        super().__init__(num_decks, attribute)
+
+
+class CountRecallHard(CountRecall):
+    def __init__(self, num_decks: int = 4, attribute: str = "ranks"):
+        super().__init__(num_decks, attribute)

@@ -1,0 +1,101 @@
+"""``make(env_id, **kwargs)``: every gymnax id plus memorax's partially observable and memory tasks.
+
+How ``kwargs`` are used: a keyword that names a field of the env's params (``EnvParams``, e.g.
+``max_steps_in_episode=200``) replaces that field in the returned params; every other keyword goes
+to the env's constructor (e.g. ``make("RepeatPreviousEasy", k=8)``,
+``make("MemoryChain-bsuite", num_bits=3)``). Constructor arguments fix array shapes, so they are
+static; params are arrays and may be changed later with ``params.replace(...)``.
+
+``make`` returns the bare env; wrap it yourself (``EpisodeStatistics(env)``) so that no wrapper is
+ever applied twice and the env stays interchangeable with ``gymnax.make``'s.
+"""
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import gymnax
+from gymnax.environments import environment
+
+from memorax.environments.autoencode import AutoencodeEasy, AutoencodeHard, AutoencodeMedium
+from memorax.environments.count_recall import (
+    CountRecallEasy,
+    CountRecallHard,
+    CountRecallMedium,
+)
+from memorax.environments.repeat_first import (
+    RepeatFirstEasy,
+    RepeatFirstHard,
+    RepeatFirstMedium,
+)
+from memorax.environments.repeat_previous import (
+    RepeatPreviousEasy,
+    RepeatPreviousHard,
+    RepeatPreviousMedium,
+)
+from memorax.environments.wrappers import SubsetObservation
+
+
+def _gymnax(env_id: str, **kwargs: Any) -> environment.Environment:
+    env, _ = gymnax.make(env_id, **kwargs)
+    return env
+
+
+def _observe(env_id: str, indices: tuple[int, ...], **kwargs: Any) -> SubsetObservation:
+    return SubsetObservation(_gymnax(env_id, **kwargs), indices)
+
+
+# Velocity-only CartPole is nearly solvable without memory (the pole's angular velocity alone
+# says which way to push), so never use it as evidence that an agent remembers anything.
+PARTIALLY_OBSERVED: dict[str, Callable[..., Any]] = {
+    "CartPole-P-v1": partial(_observe, "CartPole-v1", (0, 2)),  # cart position, pole angle
+    "CartPole-V-v1": partial(_observe, "CartPole-v1", (1, 3)),  # cart and pole velocities
+    "Pendulum-P-v1": partial(_observe, "Pendulum-v1", (0, 1)),  # cos and sin of the angle
+    "Pendulum-V-v1": partial(_observe, "Pendulum-v1", (2,)),  # angular velocity
+}
+
+MEMORY_TASKS: dict[str, Callable[..., Any]] = {
+    "RepeatFirstEasy": RepeatFirstEasy,
+    "RepeatFirstMedium": RepeatFirstMedium,
+    "RepeatFirstHard": RepeatFirstHard,
+    "RepeatPreviousEasy": RepeatPreviousEasy,
+    "RepeatPreviousMedium": RepeatPreviousMedium,
+    "RepeatPreviousHard": RepeatPreviousHard,
+    "CountRecallEasy": CountRecallEasy,
+    "CountRecallMedium": CountRecallMedium,
+    "CountRecallHard": CountRecallHard,
+    "AutoencodeEasy": AutoencodeEasy,
+    "AutoencodeMedium": AutoencodeMedium,
+    "AutoencodeHard": AutoencodeHard,
+    "MemoryChain-bsuite": partial(_gymnax, "MemoryChain-bsuite"),
+}
+
+_REGISTRY: dict[str, Callable[..., Any]] = {
+    **{env_id: partial(_gymnax, env_id) for env_id in gymnax.registered_envs},
+    **PARTIALLY_OBSERVED,
+    **MEMORY_TASKS,
+}
+
+
+def registered_envs() -> tuple[str, ...]:
+    """Every id ``make`` accepts: gymnax's, then the partially observed and memory tasks."""
+    return tuple(_REGISTRY)
+
+
+def make(env_id: str, **kwargs: Any) -> tuple[Any, environment.EnvParams]:
+    """Builds ``env_id`` and its default params, configured by ``kwargs`` (module docstring)."""
+    if env_id not in _REGISTRY:
+        raise ValueError(f"Unknown env id {env_id!r}. Valid ids: {', '.join(registered_envs())}")
+    factory = _REGISTRY[env_id]
+    default_params = factory().default_params
+    param_fields = set(default_params.__dataclass_fields__)
+    param_kwargs = {name: value for name, value in kwargs.items() if name in param_fields}
+    env_kwargs = {name: value for name, value in kwargs.items() if name not in param_fields}
+    try:
+        env = factory(**env_kwargs)
+    except TypeError as error:
+        raise ValueError(
+            f"{env_id} does not accept {sorted(env_kwargs)}: a keyword must be a field of its "
+            f"params ({sorted(param_fields)}) or a constructor argument ({error})"
+        ) from error
+    return env, env.default_params.replace(**param_kwargs)

@@ -1,0 +1,75 @@
+"""RepeatFirst (POPGym): keep naming the suit of the first card of the episode.
+
+Cards of ``num_decks`` shuffled decks are shown one per step as a one-hot suit [4]. At every step
+the action (a suit, Discrete(4)) is scored against the first card: +-1 / (num_cards - 1), so an
+episode's return lies in [-1, 1]. The episode ends (terminated) after num_cards - 1 steps, when
+the last card has been shown. The memory needed is one suit, held for the whole episode.
+
+Settings as in POPGym: Easy 1 deck, Medium 8 decks, Hard 16 decks.
+"""
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import environment
+
+from memorax.environments.cards import (
+    CARDS_PER_DECK,
+    CardGame,
+    DeckState,
+    check_num_decks,
+    one_hot,
+    shuffled_deck,
+    signed_reward,
+)
+
+NUM_SUITS = 4
+
+
+class RepeatFirst(CardGame):
+    def __init__(self, num_decks: int = 1):
+        check_num_decks(num_decks)
+        self.num_decks = num_decks
+        self.num_cards = CARDS_PER_DECK * num_decks
+        self.episode_length = self.num_cards - 1
+        self.obs_size = NUM_SUITS
+        self.reward_scale = 1.0 / self.episode_length
+
+    @property
+    def num_actions(self) -> int:
+        return NUM_SUITS
+
+    def reset_env(
+        self, key: jax.Array, params: environment.EnvParams
+    ) -> tuple[jax.Array, DeckState]:
+        state = DeckState(cards=shuffled_deck(key, self.num_decks), time=jnp.int32(0))
+        return self.get_obs(state), state
+
+    def step_env(
+        self,
+        key: jax.Array,
+        state: DeckState,
+        action: int | jax.Array,
+        params: environment.EnvParams,
+    ) -> tuple[jax.Array, DeckState, jax.Array, jax.Array, dict]:
+        reward = signed_reward(action == state.cards[0], self.reward_scale)
+        state = state.replace(time=state.time + 1)
+        terminated = self.is_terminated(state, params)
+        return self.get_obs(state), state, reward, terminated, {}
+
+    def get_obs(self, state: DeckState, params=None, key=None) -> jax.Array:
+        return one_hot(state.cards[state.time], NUM_SUITS)
+
+
+class RepeatFirstEasy(RepeatFirst):
+    def __init__(self, num_decks: int = 1):
+        super().__init__(num_decks)
+
+
+class RepeatFirstMedium(RepeatFirst):
+    def __init__(self, num_decks: int = 8):
+        super().__init__(num_decks)
+
+
+class RepeatFirstHard(RepeatFirst):
+    def __init__(self, num_decks: int = 16):
+        super().__init__(num_decks)

@@ -1,0 +1,88 @@
+"""RepeatPrevious (POPGym): name the suit of the card seen k - 1 steps before the current one.
+
+Cards of ``num_decks`` shuffled decks are shown one per step as a one-hot suit [4]. At each step
+the action (a suit, Discrete(4)) is scored against the card shown k - 1 steps before the current
+observation, i.e. the k-th most recent card including the current one; the first k - 1 steps have
+no such card and give reward 0. Every scored step gives +-1 / (num_cards - k), so an episode's
+return lies in [-1, 1]. The episode ends (terminated) after num_cards - 1 steps, when the last
+card has been shown. The memory needed is a window of the last k cards.
+
+Settings as in POPGym: Easy 1 deck, k = 4; Medium 2 decks, k = 32; Hard 3 decks, k = 64.
+"""
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import environment
+
+from memorax.environments.cards import (
+    CARDS_PER_DECK,
+    CardGame,
+    DeckState,
+    check_num_decks,
+    one_hot,
+    shuffled_deck,
+    signed_reward,
+)
+
+NUM_SUITS = 4
+
+
+class RepeatPrevious(CardGame):
+    def __init__(self, num_decks: int = 1, k: int = 4):
+        check_num_decks(num_decks)
+        num_cards = CARDS_PER_DECK * num_decks
+        if not isinstance(k, int) or not 1 <= k < num_cards:
+            raise ValueError(
+                f"k ({k!r}) must be an integer in [1, {num_cards}) for {num_decks} decks"
+            )
+        self.num_decks = num_decks
+        self.k = k
+        self.num_cards = num_cards
+        self.episode_length = num_cards - 1
+        self.obs_size = NUM_SUITS
+        self.reward_scale = 1.0 / (num_cards - k)
+
+    @property
+    def num_actions(self) -> int:
+        return NUM_SUITS
+
+    def reset_env(
+        self, key: jax.Array, params: environment.EnvParams
+    ) -> tuple[jax.Array, DeckState]:
+        state = DeckState(cards=shuffled_deck(key, self.num_decks), time=jnp.int32(0))
+        return self.get_obs(state), state
+
+    def step_env(
+        self,
+        key: jax.Array,
+        state: DeckState,
+        action: int | jax.Array,
+        params: environment.EnvParams,
+    ) -> tuple[jax.Array, DeckState, jax.Array, jax.Array, dict]:
+        # The current observation is card `time`; the target is k - 1 cards before it.
+        target_index = state.time + 1 - self.k
+        target = state.cards[jnp.maximum(target_index, 0)]
+        reward = jnp.where(
+            target_index >= 0, signed_reward(action == target, self.reward_scale), 0.0
+        )
+        state = state.replace(time=state.time + 1)
+        terminated = self.is_terminated(state, params)
+        return self.get_obs(state), state, reward, terminated, {}
+
+    def get_obs(self, state: DeckState, params=None, key=None) -> jax.Array:
+        return one_hot(state.cards[state.time], NUM_SUITS)
+
+
+class RepeatPreviousEasy(RepeatPrevious):
+    def __init__(self, num_decks: int = 1, k: int = 4):
+        super().__init__(num_decks, k)
+
+
+class RepeatPreviousMedium(RepeatPrevious):
+    def __init__(self, num_decks: int = 2, k: int = 32):
+        super().__init__(num_decks, k)
+
+
+class RepeatPreviousHard(RepeatPrevious):
+    def __init__(self, num_decks: int = 3, k: int = 64):
+        super().__init__(num_decks, k)
