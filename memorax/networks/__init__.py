@@ -6,6 +6,10 @@ from memorax.networks.mlp import CNN, MLP
 from memorax.networks.network import Network, SharedActorCritic, shares_torso
 from memorax.networks.sequence_models import (
     RNN,
+    LRUCell,
+    MambaCell,
+    Memoroid,
+    S5Cell,
     SequenceModel,
     SequenceModelWrapper,
 )
@@ -15,7 +19,11 @@ __all__ = [
     "MLP",
     "RNN",
     "FeatureExtractor",
+    "LRUCell",
+    "MambaCell",
+    "Memoroid",
     "Network",
+    "S5Cell",
     "SequenceModel",
     "SequenceModelWrapper",
     "SharedActorCritic",

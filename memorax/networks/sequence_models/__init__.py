@@ -1,5 +1,6 @@
 """Sequence models (torsos) that obey the contract in DESIGN.md."""
 
+from memorax.networks.sequence_models.attention import SelfAttention
 from memorax.networks.sequence_models.base import (
     Carry,
     SequenceModel,
@@ -8,10 +9,30 @@ from memorax.networks.sequence_models.base import (
     initialize_carry_of,
     reset_carry,
 )
+from memorax.networks.sequence_models.lru import LRU, LRUCell
+from memorax.networks.sequence_models.mamba import Mamba, MambaCell
+from memorax.networks.sequence_models.memoroid import (
+    LinearRecurrenceCell,
+    Memoroid,
+    MemoroidCell,
+    MemoroidTorso,
+)
 from memorax.networks.sequence_models.rnn import RNN
+from memorax.networks.sequence_models.s5 import S5, S5Cell
 
 __all__ = [
+    "LRU",
     "RNN",
+    "S5",
+    "LRUCell",
+    "LinearRecurrenceCell",
+    "Mamba",
+    "MambaCell",
+    "Memoroid",
+    "MemoroidCell",
+    "MemoroidTorso",
+    "S5Cell",
+    "SelfAttention",
     "Carry",
     "SequenceModel",
     "SequenceModelWrapper",
