@@ -1,0 +1,69 @@
+"""Torsos by name: what a script's ``--torso`` flag selects, so swapping memory needs no code."""
+
+from typing import Literal
+
+import flax.linen as nn
+
+from memorax.networks.mlp import MLP
+from memorax.networks.sequence_models.base import SequenceModelWrapper
+from memorax.networks.sequence_models.rnn import RNN
+
+TorsoName = Literal["gru", "lstm", "lru", "s5", "mamba", "attention", "mlp"]
+TORSO_NAMES: tuple[str, ...] = TorsoName.__args__
+ATTENTION_HEADS = 4
+
+
+def check_torso(name: str, hidden_size: int, num_layers: int, flag: str = "--torso") -> None:
+    """Raise a ValueError naming the flag and the fix for a torso that cannot be built."""
+    if name not in TORSO_NAMES:
+        raise ValueError(f"{flag} {name!r} is unknown; choose one of {', '.join(TORSO_NAMES)}")
+    if hidden_size < 1 or num_layers < 1:
+        raise ValueError(
+            f"--hidden-size ({hidden_size}) and --num-layers ({num_layers}) must be positive"
+        )
+    if name == "attention" and hidden_size % ATTENTION_HEADS:
+        raise ValueError(
+            f"--hidden-size ({hidden_size}) must be divisible by the {ATTENTION_HEADS} attention "
+            f"heads of --torso attention; use a multiple of {ATTENTION_HEADS}"
+        )
+
+
+def make_torso(
+    name: str, hidden_size: int, num_layers: int = 1, context_length: int = 64
+) -> nn.Module:
+    """The torso called ``name``, ``hidden_size`` wide and ``num_layers`` deep.
+
+    Recurrent cells stack as plain layers; the parallel models (LRU, S5, Mamba) stack with
+    residual connections and pre-normalisation; attention is a GPT-style stack of pre-norm
+    residual self-attention and feed-forward blocks over the last ``context_length`` steps.
+    ``mlp`` is the memoryless control: the same width and depth with no carry at all.
+    """
+    check_torso(name, hidden_size, num_layers)
+    from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
+
+    if name in ("gru", "lstm"):
+        cell = nn.GRUCell if name == "gru" else nn.OptimizedLSTMCell
+        layers = [RNN(cell(features=hidden_size)) for _ in range(num_layers)]
+        return layers[0] if num_layers == 1 else Stack(blocks=layers)
+    if name == "mlp":
+        return SequenceModelWrapper(MLP(features=(hidden_size,) * num_layers))
+    if name == "attention":
+        from memorax.networks.sequence_models import SelfAttention
+
+        blocks: list[nn.Module] = [MLP(features=(hidden_size,))]
+        for _ in range(num_layers):
+            attention = SelfAttention(
+                num_heads=ATTENTION_HEADS,
+                head_dim=hidden_size // ATTENTION_HEADS,
+                context_length=context_length,
+            )
+            blocks.append(Residual(PreNorm(attention)))
+            blocks.append(Residual(PreNorm(FFN(hidden_dim=2 * hidden_size))))
+        return Stack(blocks=blocks)
+    from memorax.networks.sequence_models import LRU, S5, Mamba
+
+    if name == "lru":
+        return LRU(hidden_dim=hidden_size, num_layers=num_layers)
+    if name == "s5":
+        return S5(hidden_dim=hidden_size, state_dim=hidden_size, num_layers=num_layers)
+    return Mamba(hidden_dim=hidden_size, num_layers=num_layers)

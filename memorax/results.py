@@ -1,0 +1,142 @@
+"""Run results on disk: config, per-seed curves, summary, plot and checkpoint.
+
+Every file is written to a temporary name in the same folder and renamed into place, so an
+interrupted run never leaves a half-written file behind.
+"""
+
+import dataclasses
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import flax.serialization
+import numpy as np
+
+from memorax.statistics import bootstrap_interval, interquartile_mean
+
+
+def atomic_write(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_curves(path: str | Path, curves: dict[str, np.ndarray]) -> Path:
+    """Per-seed learning curves as .npz: each array is [num_seeds, num_points]."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(value) for name, value in curves.items()})
+    return atomic_write(path, buffer.getvalue())
+
+
+def summarise(final_returns: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
+    """IQM across seeds of the final greedy evaluation, with a bootstrap interval."""
+    final_returns = np.asarray(final_returns, dtype=np.float64)
+    low, high = bootstrap_interval(final_returns, confidence=confidence)
+    return {
+        "num_seeds": int(final_returns.size),
+        "final_eval_return_iqm": interquartile_mean(final_returns),
+        "final_eval_return_iqm_ci": [low, high],
+        "confidence": confidence,
+        "final_eval_return_mean": float(np.mean(final_returns)),
+        "final_eval_return_per_seed": final_returns.tolist(),
+    }
+
+
+def save_checkpoint(path: str | Path, params: Any) -> Path:
+    """Parameters (any pytree of arrays, seed axis included) as flax msgpack."""
+    return atomic_write(path, flax.serialization.to_bytes(params))
+
+
+def load_checkpoint(path: str | Path, target: Any) -> Any:
+    """Restore parameters saved by ``save_checkpoint`` into the structure of ``target``."""
+    return flax.serialization.from_bytes(target, Path(path).read_bytes())
+
+
+def plot_learning_curves(
+    path: str | Path, steps: np.ndarray, returns: np.ndarray, title: str, label: str
+) -> Path:
+    """Mean across seeds (bold) and each seed (thin) of ``returns`` [seeds, points] as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for seed, curve in enumerate(returns):
+        ax.plot(steps, curve, lw=0.8, alpha=0.45, label="per seed" if seed == 0 else None)
+    ax.plot(steps, np.nanmean(returns, axis=0), color="black", lw=2.2, label="mean over seeds")
+    ax.set_xlabel("env steps per seed")
+    ax.set_ylabel(label)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return atomic_write(path, buffer.getvalue())
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def write_run(
+    run_dir: str | Path,
+    config: dict[str, Any],
+    curves: dict[str, np.ndarray],
+    eval_steps: np.ndarray,
+    eval_returns: np.ndarray,
+    params: Any,
+    timing: dict[str, float],
+    title: str,
+) -> Path:
+    """Everything a finished run leaves behind, in ``run_dir``:
+
+    config.json, curves.npz (per-seed arrays [seeds, points]), summary.json (final greedy
+    evaluation IQM across seeds with a bootstrap interval, and the timing), learning_curve.png and
+    checkpoint.msgpack (the parameters of every seed). ``eval_returns`` is [seeds, evaluations].
+    """
+    run_dir = Path(run_dir)
+    write_json(run_dir / "config.json", config)
+    write_curves(run_dir / "curves.npz", curves)
+    summary = {**summarise(np.asarray(eval_returns)[:, -1]), **timing}
+    write_json(run_dir / "summary.json", summary)
+    plot_learning_curves(
+        run_dir / "learning_curve.png", eval_steps, eval_returns, title, "greedy evaluation return"
+    )
+    save_checkpoint(run_dir / "checkpoint.msgpack", params)
+    low, high = summary["final_eval_return_iqm_ci"]
+    per_seed = np.round(summary["final_eval_return_per_seed"], 2).tolist()
+    print(
+        f"final greedy evaluation: IQM {summary['final_eval_return_iqm']:.2f} "
+        f"[{low:.2f}, {high:.2f}] ({summary['confidence']:.0%} bootstrap CI over "
+        f"{summary['num_seeds']} seeds); per seed {per_seed}",
+        flush=True,
+    )
+    return run_dir
