@@ -49,7 +49,7 @@ class PPOConfig:
     """Torso depth."""
     num_envs: int = 16
     """Parallel environments per seed."""
-    num_steps: int = 128
+    num_steps: int = 125
     """Steps per env per rollout; one update trains on num_envs x num_steps steps."""
     total_timesteps: int = 500_000
     """Env steps per seed for the whole run."""
@@ -367,12 +367,14 @@ class PPO:
         }
         return loss, metrics
 
-    def _update(self, state: PPOState, key: jax.Array):
-        """One rollout of num_steps per env, then update_epochs x num_minibatches updates."""
+    def collect(self, state: PPOState, key: jax.Array):
+        """A rollout of num_steps per env with the current policy.
+
+        Returns (state, rollout [T, E, ...], info, advantages, targets); ``state.carry`` before the
+        call is the carry that replays the rollout."""
         cfg = self.cfg
-        rollout_carry = state.carry
-        step_keys = jax.random.split(key, cfg.num_steps + 1)
-        state, (rollout, info) = jax.lax.scan(self._env_step, state, step_keys[:-1])
+        step_keys = jax.random.split(key, cfg.num_steps)
+        state, (rollout, info) = jax.lax.scan(self._env_step, state, step_keys)
         last_value = self.value(
             state.params,
             state.observation[:, None],
@@ -392,6 +394,14 @@ class PPO:
             cfg.gamma,
             cfg.gae_lambda,
         )
+        return state, rollout, info, advantages, targets
+
+    def _update(self, state: PPOState, key: jax.Array):
+        """One rollout of num_steps per env, then update_epochs x num_minibatches updates."""
+        cfg = self.cfg
+        rollout_carry = state.carry
+        collect_key, epochs_key = jax.random.split(key)
+        state, rollout, info, advantages, targets = self.collect(state, collect_key)
         # Env-major [E, T, ...] so a minibatch is a set of whole env sequences.
         batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (rollout, advantages, targets))
 
@@ -420,7 +430,7 @@ class PPO:
             minibatches = jax.tree.map(split, (batch, rollout_carry))
             return jax.lax.scan(minibatch_step, train_state, minibatches)
 
-        epoch_keys = jax.random.split(step_keys[-1], cfg.update_epochs)
+        epoch_keys = jax.random.split(epochs_key, cfg.update_epochs)
         (params, opt_states), metrics = jax.lax.scan(
             epoch, (state.params, state.opt_states), epoch_keys
         )

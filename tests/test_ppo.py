@@ -1,0 +1,290 @@
+"""algorithms/ppo_rnn.py: GAE, the recurrent replay, bootstrapping, seeds, devices, resumability,
+config validation and a short learning test."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from algorithms.ppo_rnn import PPO, PPOConfig, PPOState, make_agent
+from memorax.environments import make
+from memorax.experiment import run_seeds, seed_keys
+from memorax.returns import generalized_advantage_estimate
+from memorax.statistics import interquartile_mean
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_ID = "CartPole-P-v1"
+
+
+def tiny_config(**overrides) -> PPOConfig:
+    settings = dict(num_envs=4, num_steps=16, hidden_size=16, eval_every=2, num_seeds=2)
+    settings = {**settings, "eval_episodes": 4, **overrides}
+    settings.setdefault("total_timesteps", 4 * settings["num_envs"] * settings["num_steps"])
+    return PPOConfig(**settings)
+
+
+def tiny_agent(env_params_overrides=None, **overrides) -> PPO:
+    cfg = tiny_config(**overrides)
+    env, env_params = make(cfg.env_id)
+    if env_params_overrides:
+        env_params = env_params.replace(**env_params_overrides)
+    return make_agent(cfg, env, env_params)
+
+
+def trees_equal(a, b) -> bool:
+    same = jax.tree.map(lambda u, v: np.array_equal(np.asarray(u), np.asarray(v)), a, b)
+    return all(jax.tree.leaves(same))
+
+
+def tree_max_diff(a, b) -> float:
+    diffs = jax.tree.map(lambda u, v: jnp.max(jnp.abs(jnp.asarray(u) - jnp.asarray(v))), a, b)
+    return float(max(jax.tree.leaves(diffs)))
+
+
+def test_gae_matches_python_loop_with_terminations_and_truncations():
+    rng = np.random.default_rng(0)
+    steps, envs, gamma, lam = 20, 3, 0.97, 0.9
+    rewards, values, next_values = rng.normal(size=(3, steps, envs)).astype(np.float32)
+    terminated = rng.random((steps, envs)) < 0.15
+    truncated = (rng.random((steps, envs)) < 0.15) & ~terminated
+    assert terminated.any() and truncated.any()
+    advantages, targets = generalized_advantage_estimate(
+        jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(next_values),
+        jnp.asarray(terminated), jnp.asarray(truncated), gamma, lam,
+    )  # fmt: skip
+    expected = np.zeros((steps, envs))
+    for env in range(envs):
+        following = 0.0
+        for t in reversed(range(steps)):
+            bootstrap = 0.0 if terminated[t, env] else gamma * next_values[t, env]
+            delta = rewards[t, env] + bootstrap - values[t, env]
+            episode_ends = terminated[t, env] or truncated[t, env]
+            following = delta if episode_ends else delta + gamma * lam * following
+            expected[t, env] = following
+    np.testing.assert_allclose(advantages, expected, atol=1e-5)
+    np.testing.assert_allclose(targets, expected + values, atol=1e-5)
+
+
+REPLAY_CASES = [
+    ("gru", False, False),
+    ("lstm", True, True),
+    ("mlp", False, True),
+    ("mamba", False, True),
+    ("attention", True, False),
+]
+
+
+@pytest.mark.parametrize("torso,shared,prev_inputs", REPLAY_CASES)
+def test_training_pass_replays_exactly_what_acted(torso, shared, prev_inputs):
+    """Whole env sequences replayed from the rollout's starting carry with its reset flags give
+    the acting pass's log-probs and values: PPO's ratios start at exactly 1."""
+    agent = tiny_agent(
+        torso=torso, shared_torso=shared, use_prev_action=prev_inputs,
+        use_prev_reward=prev_inputs, num_steps=48,
+    )  # fmt: skip
+    key, state = agent.init(jax.random.key(0))
+    _, rollout, _, _, _ = jax.jit(agent.collect)(state, key)
+    assert bool(rollout.reset[1:].any()), "no episode ended inside the rollout: test is vacuous"
+    sequences = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), rollout)  # [E, T, ...]
+    _, policy, value = agent.forward(
+        state.params, sequences.observation, sequences.reset, state.carry,
+        sequences.prev_action, sequences.prev_reward,
+    )  # fmt: skip
+    assert tree_max_diff(policy.log_prob(sequences.action), sequences.log_prob) <= 1e-5
+    assert tree_max_diff(value, sequences.value) <= 1e-5
+    # The first step of every episode sees no action or reward of the episode before.
+    assert float(jnp.abs(sequences.prev_action[sequences.reset]).max()) == 0.0
+    assert float(jnp.abs(sequences.prev_reward[sequences.reset]).max()) == 0.0
+
+
+def test_truncation_bootstraps_from_the_final_observation_value():
+    """With a 10-step time limit, truncated steps bootstrap from the critic's value of the final
+    observation, seen after the episode's own history, and the advantage recursion stops there."""
+    agent = tiny_agent({"max_steps_in_episode": 10}, num_steps=32, gamma=0.9, gae_lambda=0.8)
+    key, state = agent.init(jax.random.key(1))
+    _, rollout, info, advantages, _ = jax.jit(agent.collect)(state, key)
+    truncated = np.argwhere(np.asarray(rollout.truncated))
+    assert len(truncated), "no truncation inside the rollout: test is vacuous"
+    for t, env in truncated[:4]:
+        start = int(np.flatnonzero(np.asarray(rollout.reset[: t + 1, env]))[-1])
+        history = jax.tree.map(lambda x, s=start, t=t, e=env: x[s : t + 1, e][None], rollout)
+        observation = jnp.concatenate(
+            [history.observation, info["final_observation"][t, env][None, None]], axis=1
+        )
+        reset = jnp.zeros(observation.shape[:2], bool).at[0, 0].set(True)
+        prev_action = jnp.concatenate([history.prev_action, history.action[:, -1:]], axis=1)
+        prev_reward = jnp.concatenate([history.prev_reward, history.reward[:, -1:]], axis=1)
+        value = agent.value(
+            state.params, observation, reset, agent.initialize_carry(1), prev_action, prev_reward
+        )[0, -1]
+        assert abs(float(value - rollout.final_value[t, env])) <= 1e-5
+        expected = rollout.reward[t, env] + 0.9 * value - rollout.value[t, env]
+        assert abs(float(advantages[t, env] - expected)) <= 1e-5
+
+
+def _train_params(agent: PPO, updates: int):
+    def run(key):
+        key, state = agent.init(key)
+        _, state, _ = agent.train(key, state, updates * agent.cfg.batch_size)
+        return state.params
+
+    return run
+
+
+@pytest.mark.timeout(300)
+def test_seed_i_of_a_multi_seed_run_equals_the_single_seed_run():
+    agent = tiny_agent()
+    run = _train_params(agent, updates=2)
+    keys = seed_keys(0, 3)
+    batched, _ = run_seeds(run, keys)
+    single = jax.jit(run)(keys[2])
+    assert tree_max_diff(jax.tree.map(lambda x: x[2], batched), single) <= 1e-5
+
+
+TWO_DEVICE_SCRIPT = """
+import sys
+import jax, numpy as np
+from tests.test_ppo import tiny_agent, _train_params
+from memorax.experiment import run_seeds, seed_keys
+params, _ = run_seeds(_train_params(tiny_agent(), updates=2), seed_keys(0, 2))
+np.savez(sys.argv[1], *[np.asarray(leaf) for leaf in jax.tree.leaves(params)])
+print("devices", jax.local_device_count())
+"""
+
+
+@pytest.mark.timeout(300)
+def test_two_simulated_devices_give_the_same_results_as_one(tmp_path):
+    outputs = {}
+    for devices in (1, 2):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        path = tmp_path / f"params_{devices}.npz"
+        done = subprocess.run(
+            [sys.executable, "-c", TWO_DEVICE_SCRIPT, str(path)],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"devices {devices}" in done.stdout
+        with np.load(path) as saved:
+            outputs[devices] = [saved[name] for name in saved.files]
+    for one, two in zip(outputs[1], outputs[2], strict=True):
+        np.testing.assert_allclose(one, two, atol=1e-5)
+
+
+def test_train_is_resumable_bit_for_bit():
+    agent = tiny_agent(torso="lstm", use_prev_action=True)
+    train = jax.jit(agent.train, static_argnums=2)
+    key, state = agent.init(jax.random.key(3))
+    batch = agent.cfg.batch_size
+    key_a, state_a, _ = train(key, state, 2 * batch)
+    key_a, state_a, _ = train(key_a, state_a, batch)
+    key_b, state_b, transitions = train(key, state, 3 * batch)
+    assert isinstance(state_b, PPOState)
+    assert trees_equal(jax.random.key_data(key_a), jax.random.key_data(key_b))
+    assert trees_equal(state_a, state_b)
+    # transitions: the last rollout ([T, E]) and one metrics row per update.
+    assert transitions.observation.shape[:2] == (agent.cfg.num_steps, agent.cfg.num_envs)
+    assert transitions.info["metrics"]["loss"].shape == (3,)
+    with pytest.raises(ValueError, match="multiple of --num-envs x --num-steps"):
+        agent.train(key, state, batch + 1)
+
+
+def test_default_config_is_valid():
+    cfg = PPOConfig()
+    assert cfg.num_updates * cfg.batch_size == cfg.total_timesteps
+    assert cfg.num_evaluations * cfg.eval_every == cfg.num_updates
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(num_envs=6, num_minibatches=4), r"--num-envs \(6\) must be divisible by --num-min"),
+        (dict(env_id="CartPole-v9"), r"--env-id 'CartPole-v9' is unknown; valid ids: .*CartPole"),
+        (dict(torso="transformer"), r"--torso 'transformer' is unknown; choose one of gru"),
+        (dict(eval_every=3), r"--eval-every \(3\) must divide the 4 updates"),
+        (dict(total_timesteps=10), r"--total-timesteps \(10\) is less than one update"),
+        (dict(torso="attention", hidden_size=30), r"--hidden-size \(30\) must be divisible"),
+        (dict(gamma=1.5), r"--gamma must lie in"),
+        (dict(num_seeds=0), r"--num-seeds must be at least 1"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_flag(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(**overrides)
+
+
+def _script(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "algorithms" / "ppo_rnn.py"), *args],
+        capture_output=True, text=True, timeout=timeout, cwd="/",
+    )  # fmt: skip
+
+
+def test_cli_help_and_errors_before_compiling():
+    help_text = _script("--help")
+    assert help_text.returncode == 0
+    for flag in ("--env-id", "--torso", "--num-seeds", "--shared-torso", "--use-prev-action",
+                 "--eval-every", "--output-dir", "--load"):  # fmt: skip
+        assert flag in help_text.stdout
+    bad = _script("--num-envs", "6", "--num-minibatches", "4")
+    assert bad.returncode != 0
+    shown = " ".join(bad.stderr.replace("│", " ").split())  # tyro boxes and wraps the message
+    assert "--num-envs (6) must be divisible by --num-minibatches (4)" in shown
+    assert "compiling" not in bad.stdout
+
+
+@pytest.mark.timeout(400)
+def test_main_writes_results_and_load_evaluates_them(tmp_path):
+    done = _script(
+        "--num-envs", "4", "--num-steps", "16", "--hidden-size", "16", "--total-timesteps", "256",
+        "--eval-every", "2", "--num-seeds", "2", "--eval-episodes", "4",
+        "--output-dir", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "env steps/s" in done.stdout and "[   2/2]" in done.stdout
+    (run_dir,) = tmp_path.iterdir()
+    names = {path.name for path in run_dir.iterdir()}
+    assert names == {"config.json", "curves.npz", "summary.json", "learning_curve.png",
+                     "checkpoint.msgpack"}  # fmt: skip
+    summary = json.loads((run_dir / "summary.json").read_text())
+    per_seed = summary["final_eval_return_per_seed"]
+    assert len(per_seed) == 2
+    assert summary["final_eval_return_iqm"] == pytest.approx(interquartile_mean(per_seed))
+    with np.load(run_dir / "curves.npz") as curves:
+        assert curves["eval_return"].shape == (2, 2)
+        assert curves["loss"].shape == (2, 4)
+        np.testing.assert_allclose(curves["eval_return"][:, -1], per_seed, rtol=1e-6)
+    loaded = _script("--load", str(run_dir), "--eval-episodes", "4")
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert "greedy evaluation of" in loaded.stdout
+
+
+@pytest.mark.timeout(400)
+def test_gru_learns_position_only_cartpole_and_beats_its_memoryless_twin():
+    """About a minute: 2 seeds x 61,440 steps each for GRU and MLP; greedy evaluation."""
+
+    def final_returns(torso: str) -> np.ndarray:
+        cfg = PPOConfig(torso=torso, total_timesteps=61_440, eval_every=30, num_seeds=2)
+        env, env_params = make(cfg.env_id)
+        agent = make_agent(cfg, env, env_params)
+
+        def run(key):
+            key, state = agent.init(key)
+            key, state, _ = agent.train(key, state, cfg.num_updates * cfg.batch_size)
+            _, returns, finished = agent.evaluate(key, state, 500)
+            return jnp.where(finished, returns, jnp.nan).mean()
+
+        return np.asarray(run_seeds(run, seed_keys(0, cfg.num_seeds))[0])
+
+    gru, mlp = final_returns("gru"), final_returns("mlp")
+    assert interquartile_mean(gru) >= GRU_THRESHOLD, gru
+    assert interquartile_mean(mlp) <= MLP_CEILING, mlp
+
+
+GRU_THRESHOLD = 150.0
+MLP_CEILING = 100.0
