@@ -15,19 +15,27 @@ Settings as in POPGym: Easy 1 deck, Medium 2 decks, Hard 3 decks.
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 from gymnax.environments import environment
 
 from memorax.environments.cards import (
     CARDS_PER_DECK,
     CardGame,
-    DeckState,
     check_num_decks,
+    deal,
+    full_deck,
     one_hot,
-    shuffled_deck,
     signed_reward,
 )
 
 NUM_SUITS = 4
+
+
+@struct.dataclass
+class AutoencodeState(environment.EnvState):
+    cards: jax.Array  # [num_cards] int32: suits dealt so far, in deal order (0 beyond)
+    undealt: jax.Array  # [4] int32: cards of each suit still in the deck
+    time: int
 
 
 class Autoencode(CardGame):
@@ -45,11 +53,13 @@ class Autoencode(CardGame):
 
     def reset_env(
         self, key: jax.Array, params: environment.EnvParams
-    ) -> tuple[jax.Array, DeckState]:
-        state = DeckState(cards=shuffled_deck(key, self.num_decks), time=jnp.int32(0))
+    ) -> tuple[jax.Array, AutoencodeState]:
+        card, undealt = deal(key, full_deck(self.num_decks))
+        cards = jnp.zeros((self.num_cards,), jnp.int32).at[0].set(card)
+        state = AutoencodeState(cards=cards, undealt=undealt, time=jnp.int32(0))
         return self.get_obs(state), state
 
-    def target(self, state: DeckState) -> jax.Array:
+    def target(self, state: AutoencodeState) -> jax.Array:
         """The card to recite at this step (meaningful in the play phase only)."""
         play_step = state.time - (self.num_cards - 1)
         return state.cards[jnp.clip(self.num_cards - 1 - play_step, 0, self.num_cards - 1)]
@@ -57,19 +67,26 @@ class Autoencode(CardGame):
     def step_env(
         self,
         key: jax.Array,
-        state: DeckState,
+        state: AutoencodeState,
         action: int | jax.Array,
         params: environment.EnvParams,
-    ) -> tuple[jax.Array, DeckState, jax.Array, jax.Array, dict]:
+    ) -> tuple[jax.Array, AutoencodeState, jax.Array, jax.Array, dict]:
         playing = state.time >= self.num_cards - 1
         reward = jnp.where(
             playing, signed_reward(action == self.target(state), self.reward_scale), 0.0
         )
-        state = state.replace(time=state.time + 1)
+        # Deal the next card while watching; the deck is empty once play starts.
+        card, undealt = deal(key, jnp.maximum(state.undealt, playing.astype(jnp.int32)))
+        next_time = state.time + 1
+        state = AutoencodeState(
+            cards=jnp.where(playing, state.cards, state.cards.at[next_time].set(card)),
+            undealt=jnp.where(playing, state.undealt, undealt),
+            time=next_time,
+        )
         terminated = self.is_terminated(state, params)
         return self.get_obs(state), state, reward, terminated, {}
 
-    def get_obs(self, state: DeckState, params=None, key=None) -> jax.Array:
+    def get_obs(self, state: AutoencodeState, params=None, key=None) -> jax.Array:
         shown = state.time < self.num_cards
         card = one_hot(state.cards[jnp.minimum(state.time, self.num_cards - 1)], NUM_SUITS)
         card = jnp.where(shown, card, jnp.zeros_like(card))

@@ -1,9 +1,11 @@
 """What the POPGym card games share: a shuffled deck, one-hot cards and the end-of-deck rule.
 
 POPGym (Morad et al., ICLR 2023) builds its memory tasks from decks of 52 playing cards. A task
-only ever looks at one attribute of a card (its colour, suit or rank), so a shuffled deck is, for
-our purposes, a random permutation of that attribute repeated evenly over the deck. Drawing the
-whole deck up front at reset makes every later step a pure lookup, which jits and vmaps cleanly.
+only ever looks at one attribute of a card (its colour, suit or rank), so a deck is, for our
+purposes, how many cards of each kind are still undealt. Dealing draws the next card's kind with
+probability proportional to those counts, which is exactly the law of dealing from a shuffled
+deck. It costs O(kinds) per card, where shuffling the deck at reset would cost a sort of the whole
+deck at every step: gymnax's ``step`` computes a fresh reset each step to auto-reset under vmap.
 
 Episodes of these tasks end at a fixed step (the deck runs out): that is a real terminal, reported
 as ``terminated``. ``truncated`` is reserved for a time limit (``max_steps_in_episode``) set
@@ -14,7 +16,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 from gymnax.environments import environment, spaces
 
 CARDS_PER_DECK = 52
@@ -22,16 +23,19 @@ CARD_ATTRIBUTES = {"colors": 2, "suits": 4, "ranks": 13}
 """Number of distinct values of each card attribute in a 52-card deck."""
 
 
-def shuffled_deck(key: jax.Array, num_decks: int, attribute: str = "suits") -> jax.Array:
-    """Attribute of each card of ``num_decks`` shuffled decks, in deal order: [52 * num_decks].
+def full_deck(num_decks: int, attribute: str = "suits") -> jax.Array:
+    """Undealt cards of each kind in ``num_decks`` fresh decks: [kinds] int32.
 
-    Every value appears equally often (a deck has 26 cards of each colour, 13 of each suit, 4 of
-    each rank), exactly as in a real deck; only the order is random.
+    A deck has 26 cards of each colour, 13 of each suit and 4 of each rank.
     """
-    num_values = CARD_ATTRIBUTES[attribute]
-    num_cards = CARDS_PER_DECK * num_decks
-    deck = jnp.arange(num_cards, dtype=jnp.int32) % num_values
-    return jax.random.permutation(key, deck)
+    num_kinds = CARD_ATTRIBUTES[attribute]
+    return jnp.full((num_kinds,), CARDS_PER_DECK * num_decks // num_kinds, jnp.int32)
+
+
+def deal(key: jax.Array, undealt: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Deals one card: (its kind, the undealt counts without it). The deck must not be empty."""
+    card = jax.random.categorical(key, jnp.log(undealt.astype(jnp.float32))).astype(jnp.int32)
+    return card, undealt.at[card].add(-1)
 
 
 def one_hot(value: jax.Array, num_values: int) -> jax.Array:
@@ -42,12 +46,6 @@ def one_hot(value: jax.Array, num_values: int) -> jax.Array:
 def check_num_decks(num_decks: int) -> None:
     if not isinstance(num_decks, int) or num_decks < 1:
         raise ValueError(f"num_decks ({num_decks!r}) must be a positive integer, e.g. num_decks=1")
-
-
-@struct.dataclass
-class DeckState(environment.EnvState):
-    cards: jax.Array  # [num_cards] int32: the attribute of each card, in deal order
-    time: int
 
 
 class CardGame(environment.Environment[Any, environment.EnvParams]):

@@ -24,16 +24,19 @@ from memorax.environments.cards import (
     CARDS_PER_DECK,
     CardGame,
     check_num_decks,
+    deal,
+    full_deck,
     one_hot,
-    shuffled_deck,
     signed_reward,
 )
 
 
 @struct.dataclass
 class CountRecallState(environment.EnvState):
-    values: jax.Array  # [num_cards] int32: dealt cards, in deal order
-    queries: jax.Array  # [num_cards] int32: query cards, in deal order
+    value: jax.Array  # int32: kind of the card dealt now
+    query: jax.Array  # int32: kind asked about now
+    undealt_values: jax.Array  # [kinds] int32: cards of each kind still in the dealt deck
+    undealt_queries: jax.Array  # [kinds] int32: cards of each kind still in the query deck
     time: int
 
 
@@ -58,19 +61,27 @@ class CountRecall(CardGame):
     def reset_env(
         self, key: jax.Array, params: environment.EnvParams
     ) -> tuple[jax.Array, CountRecallState]:
-        value_key, query_key = jax.random.split(key)
-        state = CountRecallState(
-            values=shuffled_deck(value_key, self.num_decks, self.attribute),
-            queries=shuffled_deck(query_key, self.num_decks, self.attribute),
-            time=jnp.int32(0),
-        )
+        deck = full_deck(self.num_decks, self.attribute)
+        state = self.deal(key, deck, deck, jnp.int32(0))
         return self.get_obs(state), state
 
+    def deal(
+        self, key: jax.Array, undealt_values: jax.Array, undealt_queries: jax.Array, time: jax.Array
+    ) -> CountRecallState:
+        value_key, query_key = jax.random.split(key)
+        value, undealt_values = deal(value_key, undealt_values)
+        query, undealt_queries = deal(query_key, undealt_queries)
+        return CountRecallState(
+            value=value,
+            query=query,
+            undealt_values=undealt_values,
+            undealt_queries=undealt_queries,
+            time=time,
+        )
+
     def count(self, state: CountRecallState) -> jax.Array:
-        """The right answer at this step: dealt cards so far that match the current query."""
-        dealt = jnp.arange(self.num_cards) <= state.time
-        matches = state.values == state.queries[state.time]
-        return jnp.sum(jnp.logical_and(dealt, matches)).astype(jnp.int32)
+        """The right answer at this step: dealt cards so far (this one too) of the queried kind."""
+        return self.max_count - state.undealt_values[state.query]
 
     def step_env(
         self,
@@ -80,13 +91,13 @@ class CountRecall(CardGame):
         params: environment.EnvParams,
     ) -> tuple[jax.Array, CountRecallState, jax.Array, jax.Array, dict]:
         reward = signed_reward(action == self.count(state), self.reward_scale)
-        state = state.replace(time=state.time + 1)
+        state = self.deal(key, state.undealt_values, state.undealt_queries, state.time + 1)
         terminated = self.is_terminated(state, params)
         return self.get_obs(state), state, reward, terminated, {}
 
     def get_obs(self, state: CountRecallState, params=None, key=None) -> jax.Array:
-        value = one_hot(state.values[state.time], self.num_values)
-        query = one_hot(state.queries[state.time], self.num_values)
+        value = one_hot(state.value, self.num_values)
+        query = one_hot(state.query, self.num_values)
         return jnp.concatenate([value, query])
 
 

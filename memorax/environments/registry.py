@@ -87,15 +87,16 @@ def make(env_id: str, **kwargs: Any) -> tuple[Any, environment.EnvParams]:
     if env_id not in _REGISTRY:
         raise ValueError(f"Unknown env id {env_id!r}. Valid ids: {', '.join(registered_envs())}")
     factory = _REGISTRY[env_id]
-    default_params = factory().default_params
-    param_fields = set(default_params.__dataclass_fields__)
+    env = factory()
+    param_fields = set(env.default_params.__dataclass_fields__)
     param_kwargs = {name: value for name, value in kwargs.items() if name in param_fields}
     env_kwargs = {name: value for name, value in kwargs.items() if name not in param_fields}
-    try:
-        env = factory(**env_kwargs)
-    except TypeError as error:
-        raise ValueError(
-            f"{env_id} does not accept {sorted(env_kwargs)}: a keyword must be a field of its "
-            f"params ({sorted(param_fields)}) or a constructor argument ({error})"
-        ) from error
+    if env_kwargs:
+        try:
+            env = factory(**env_kwargs)
+        except TypeError as error:
+            raise ValueError(
+                f"{env_id} does not accept {sorted(env_kwargs)}: a keyword must be a field of its "
+                f"params ({sorted(param_fields)}) or a constructor argument ({error})"
+            ) from error
     return env, env.default_params.replace(**param_kwargs)

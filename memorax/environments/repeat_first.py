@@ -10,19 +10,28 @@ Settings as in POPGym: Easy 1 deck, Medium 8 decks, Hard 16 decks.
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 from gymnax.environments import environment
 
 from memorax.environments.cards import (
     CARDS_PER_DECK,
     CardGame,
-    DeckState,
     check_num_decks,
+    deal,
+    full_deck,
     one_hot,
-    shuffled_deck,
     signed_reward,
 )
 
 NUM_SUITS = 4
+
+
+@struct.dataclass
+class RepeatFirstState(environment.EnvState):
+    first: jax.Array  # int32: suit of the first card, the answer at every step
+    card: jax.Array  # int32: suit of the card shown now
+    undealt: jax.Array  # [4] int32: cards of each suit still in the deck
+    time: int
 
 
 class RepeatFirst(CardGame):
@@ -40,24 +49,26 @@ class RepeatFirst(CardGame):
 
     def reset_env(
         self, key: jax.Array, params: environment.EnvParams
-    ) -> tuple[jax.Array, DeckState]:
-        state = DeckState(cards=shuffled_deck(key, self.num_decks), time=jnp.int32(0))
+    ) -> tuple[jax.Array, RepeatFirstState]:
+        card, undealt = deal(key, full_deck(self.num_decks))
+        state = RepeatFirstState(first=card, card=card, undealt=undealt, time=jnp.int32(0))
         return self.get_obs(state), state
 
     def step_env(
         self,
         key: jax.Array,
-        state: DeckState,
+        state: RepeatFirstState,
         action: int | jax.Array,
         params: environment.EnvParams,
-    ) -> tuple[jax.Array, DeckState, jax.Array, jax.Array, dict]:
-        reward = signed_reward(action == state.cards[0], self.reward_scale)
-        state = state.replace(time=state.time + 1)
+    ) -> tuple[jax.Array, RepeatFirstState, jax.Array, jax.Array, dict]:
+        reward = signed_reward(action == state.first, self.reward_scale)
+        card, undealt = deal(key, state.undealt)
+        state = state.replace(card=card, undealt=undealt, time=state.time + 1)
         terminated = self.is_terminated(state, params)
         return self.get_obs(state), state, reward, terminated, {}
 
-    def get_obs(self, state: DeckState, params=None, key=None) -> jax.Array:
-        return one_hot(state.cards[state.time], NUM_SUITS)
+    def get_obs(self, state: RepeatFirstState, params=None, key=None) -> jax.Array:
+        return one_hot(state.card, NUM_SUITS)
 
 
 class RepeatFirstEasy(RepeatFirst):

@@ -12,19 +12,27 @@ Settings as in POPGym: Easy 1 deck, k = 4; Medium 2 decks, k = 32; Hard 3 decks,
 
 import jax
 import jax.numpy as jnp
+from flax import struct
 from gymnax.environments import environment
 
 from memorax.environments.cards import (
     CARDS_PER_DECK,
     CardGame,
-    DeckState,
     check_num_decks,
+    deal,
+    full_deck,
     one_hot,
-    shuffled_deck,
     signed_reward,
 )
 
 NUM_SUITS = 4
+
+
+@struct.dataclass
+class RepeatPreviousState(environment.EnvState):
+    recent: jax.Array  # [k] int32: card shown at step t is at slot t % k (the last k cards)
+    undealt: jax.Array  # [4] int32: cards of each suit still in the deck
+    time: int
 
 
 class RepeatPrevious(CardGame):
@@ -48,29 +56,37 @@ class RepeatPrevious(CardGame):
 
     def reset_env(
         self, key: jax.Array, params: environment.EnvParams
-    ) -> tuple[jax.Array, DeckState]:
-        state = DeckState(cards=shuffled_deck(key, self.num_decks), time=jnp.int32(0))
+    ) -> tuple[jax.Array, RepeatPreviousState]:
+        card, undealt = deal(key, full_deck(self.num_decks))
+        recent = jnp.zeros((self.k,), jnp.int32).at[0].set(card)
+        state = RepeatPreviousState(recent=recent, undealt=undealt, time=jnp.int32(0))
         return self.get_obs(state), state
 
     def step_env(
         self,
         key: jax.Array,
-        state: DeckState,
+        state: RepeatPreviousState,
         action: int | jax.Array,
         params: environment.EnvParams,
-    ) -> tuple[jax.Array, DeckState, jax.Array, jax.Array, dict]:
-        # The current observation is card `time`; the target is k - 1 cards before it.
-        target_index = state.time + 1 - self.k
-        target = state.cards[jnp.maximum(target_index, 0)]
+    ) -> tuple[jax.Array, RepeatPreviousState, jax.Array, jax.Array, dict]:
+        # The current card is number `time`; the target, k - 1 cards before it, is number
+        # time + 1 - k, in the slot the next card will overwrite.
+        next_time = state.time + 1
+        slot = next_time % self.k
         reward = jnp.where(
-            target_index >= 0, signed_reward(action == target, self.reward_scale), 0.0
+            next_time >= self.k,
+            signed_reward(action == state.recent[slot], self.reward_scale),
+            0.0,
         )
-        state = state.replace(time=state.time + 1)
+        card, undealt = deal(key, state.undealt)
+        state = RepeatPreviousState(
+            recent=state.recent.at[slot].set(card), undealt=undealt, time=next_time
+        )
         terminated = self.is_terminated(state, params)
         return self.get_obs(state), state, reward, terminated, {}
 
-    def get_obs(self, state: DeckState, params=None, key=None) -> jax.Array:
-        return one_hot(state.cards[state.time], NUM_SUITS)
+    def get_obs(self, state: RepeatPreviousState, params=None, key=None) -> jax.Array:
+        return one_hot(state.recent[state.time % self.k], NUM_SUITS)
 
 
 class RepeatPreviousEasy(RepeatPrevious):
