@@ -1,0 +1,177 @@
+"""Forward + backward time and peak memory of each torso against sequence length.
+
+    python -m benchmarks.sequence_models            # from the repository root
+
+GRU and LSTM (sequential scans) against LRU, S5, Mamba (associative scans) and windowed
+self-attention, at batch 32, width 128, T = 64 ... 2048, with random episode resets. Time is the
+median of repeated runs of the compiled loss-and-gradient call; memory is what XLA's memory
+analysis of that compiled call reports: temp + argument + output bytes (on CPU there is no
+allocator peak to read). Results go to benchmarks/results/sequence_models_<platform>.json and .png;
+the lengths where a parallel model first beats the faster RNN are printed and stored.
+"""
+
+import io
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import matplotlib
+import tyro
+
+from memorax.experiment import machine_info
+from memorax.networks import RNN
+from memorax.networks.sequence_models import LRU, S5, Mamba, SelfAttention
+from memorax.results import atomic_write, write_json
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SEQUENTIAL = ("gru", "lstm")
+MEMORY_MEASURE = "temp + argument + output bytes of the compiled forward+backward (XLA)"
+
+
+@dataclass(frozen=True)
+class Config:
+    lengths: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+    """Sequence lengths T to time."""
+    batch_size: int = 32
+    """Rows per call."""
+    hidden_dim: int = 128
+    """Input width and width of every torso."""
+    repeats: int = 5
+    """Timed runs per point (after one compiling run); halved from T = 1024 on."""
+    models: tuple[str, ...] = ("gru", "lstm", "lru", "s5", "mamba", "attention")
+    """Which torsos to time."""
+    reset_probability: float = 0.01
+    """Chance that a step starts a new episode."""
+
+
+def make_models(hidden_dim: int) -> dict[str, Callable[[], nn.Module]]:
+    return {
+        "gru": lambda: RNN(nn.GRUCell(features=hidden_dim)),
+        "lstm": lambda: RNN(nn.OptimizedLSTMCell(features=hidden_dim)),
+        "lru": lambda: LRU(hidden_dim=hidden_dim),
+        "s5": lambda: S5(hidden_dim=hidden_dim, state_dim=hidden_dim),
+        "mamba": lambda: Mamba(hidden_dim=hidden_dim),
+        "attention": lambda: SelfAttention(num_heads=4, head_dim=hidden_dim // 4),
+    }
+
+
+def measure(model: nn.Module, cfg: Config, length: int) -> dict:
+    """Median seconds and compiled memory of one loss-and-gradient call at this length."""
+    x_key, reset_key, init_key = jax.random.split(jax.random.key(length), 3)
+    x = jax.random.normal(x_key, (cfg.batch_size, length, cfg.hidden_dim))
+    reset = jax.random.bernoulli(reset_key, cfg.reset_probability, (cfg.batch_size, length))
+    carry = model.initialize_carry(cfg.batch_size)
+    params = jax.jit(model.init)(init_key, x[:, :2], reset[:, :2], carry)
+
+    def loss(params, x, reset, carry):
+        return jnp.mean(model.apply(params, x, reset, carry)[1] ** 2)
+
+    compiled = jax.jit(jax.value_and_grad(loss)).lower(params, x, reset, carry).compile()
+    memory = compiled.memory_analysis()
+    jax.block_until_ready(compiled(params, x, reset, carry))
+    repeats = cfg.repeats if length < 1024 else max(1, cfg.repeats // 2)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(params, x, reset, carry))
+        times.append(time.perf_counter() - start)
+    parts = {
+        "temp_bytes": memory.temp_size_in_bytes,
+        "argument_bytes": memory.argument_size_in_bytes,
+        "output_bytes": memory.output_size_in_bytes,
+    }
+    return {
+        "length": length,
+        "seconds": statistics.median(times),
+        "runs": times,
+        "memory_bytes": sum(parts.values()),
+    } | parts
+
+
+def crossovers(results: dict[str, list[dict]]) -> dict[str, int | None]:
+    """For each parallel model, the first length from which it is faster than the faster RNN
+    at every longer length too (None if it never is in the measured range)."""
+    sequential = [name for name in SEQUENTIAL if name in results]
+    found = {}
+    for name, points in results.items():
+        if name in SEQUENTIAL or not sequential:
+            continue
+        found[name] = None
+        for i in reversed(range(len(points))):
+            fastest_rnn = min(results[rnn][i]["seconds"] for rnn in sequential)
+            if points[i]["seconds"] >= fastest_rnn:
+                break
+            found[name] = points[i]["length"]
+    return found
+
+
+def plot(results: dict[str, list[dict]], title: str) -> bytes:
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, points in results.items():
+        lengths = [point["length"] for point in points]
+        style = "--" if name in SEQUENTIAL else "-"
+        time_axis.plot(lengths, [1e3 * p["seconds"] for p in points], style, marker="o", label=name)
+        memory_axis.plot(lengths, [p["memory_bytes"] / 2**20 for p in points], style, marker="o")
+    for axis, label in [(time_axis, "forward+backward (ms)"), (memory_axis, "memory (MiB)")]:
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("sequence length T")
+        axis.set_ylabel(label)
+        axis.grid(True, which="both", alpha=0.3)
+    time_axis.legend()
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def main(cfg: Config) -> None:
+    platform = jax.devices()[0].platform
+    factories = make_models(cfg.hidden_dim)
+    results: dict[str, list[dict]] = {}
+    for name in cfg.models:
+        results[name] = []
+        for length in cfg.lengths:
+            point = measure(factories[name](), cfg, length)
+            results[name].append(point)
+            print(
+                f"{name:>9} T={length:>5}: {1e3 * point['seconds']:9.1f} ms  "
+                f"{point['memory_bytes'] / 2**20:8.1f} MiB",
+                flush=True,
+            )
+    overtakes = crossovers(results)
+    for name, length in overtakes.items():
+        where = f"from T = {length} on" if length else "nowhere in the measured range"
+        print(f"{name} is faster than the faster of {', '.join(SEQUENTIAL)} {where}")
+
+    machine = machine_info() | {"device": str(jax.devices()[0]), "platform_name": platform}
+    write_json(
+        RESULTS / f"sequence_models_{platform}.json",
+        {
+            "machine": machine,
+            "config": vars(cfg) | {"lengths": list(cfg.lengths), "models": list(cfg.models)},
+            "memory_measure": MEMORY_MEASURE,
+            "time_measure": "median seconds of the compiled loss-and-gradient call",
+            "parallel_faster_than_rnn_from_length": overtakes,
+            "results": results,
+        },
+    )
+    title = (
+        f"batch {cfg.batch_size}, width {cfg.hidden_dim}, {machine['cpu']} x"
+        f"{machine['cpu_count']} ({platform}), jax {jax.__version__}"
+    )
+    atomic_write(RESULTS / f"sequence_models_{platform}.png", plot(results, title))
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Config))
