@@ -16,8 +16,9 @@ from tests import sequence_contract as contract
 
 FEATURES = 6
 LONG_LENGTH = 2048
-# float32 over 2048 steps: the scan sums the same terms as the loop in another order.
-LONG_TOLERANCE = 1e-4
+# float32 over 2048 steps, the scan summing the same terms as the loop in another order. Measured
+# on CPU with outputs of size ~5: 6e-6 for the LRU with |lambda| near 1, <= 1e-6 for the others.
+LONG_TOLERANCE = 2e-5
 
 
 class Compiled:
@@ -66,15 +67,9 @@ def test_jit_vmap_grad(name):
     contract.check_transforms(TORSOS[name], FEATURES)
 
 
-@pytest.mark.parametrize("torso", [LRU, S5, Mamba])
-def test_single_layer_torso_projects_its_input_and_obeys_the_contract(torso):
-    model = torso(hidden_dim=8)  # input width 6: the projection to 8 is in play
-    reset = contract.reset_mask(contract.RESET_PATTERNS["mixed"], 12)
-    contract.check_parallel_equals_stepwise(Compiled(model), FEATURES, reset)
-
-
 def test_documented_constructors():
-    """The docs' snippets: a SequenceModel each, whose carry and output have the right shapes."""
+    """The docs' snippets: a SequenceModel each, whose carry and output have the right shapes
+    (input width 5, so the projection to hidden_dim is in play, as in the 2-layer torsos)."""
     x, reset = jnp.ones((2, 3, 5)), jnp.zeros((2, 3), bool)
     for model in [
         Memoroid(cell=MambaCell(features=64)),
