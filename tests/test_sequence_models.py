@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memorax.networks import MLP, RNN, SequenceModelWrapper
+from memorax.networks import MLP, RNN, FusedGRUCell, SequenceModelWrapper
 from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
 from tests import sequence_contract as contract
 
@@ -16,6 +16,7 @@ FEATURES = 6
 
 TORSOS = {
     "gru": lambda: RNN(nn.GRUCell(features=8)),
+    "fused_gru": lambda: RNN(FusedGRUCell(features=8)),
     "lstm": lambda: RNN(nn.LSTMCell(features=8)),
     "optimized_lstm": lambda: RNN(nn.OptimizedLSTMCell(features=8)),
     "mgu": lambda: RNN(nn.MGUCell(features=8)),
@@ -78,6 +79,39 @@ def test_rnn_matches_hand_written_gru_loop():
         h, out = cell.apply(cell_params, h, x[:, t])
         expected.append(out)
     np.testing.assert_allclose(y, jnp.stack(expected, axis=1), atol=1e-6)
+
+
+def test_fused_gru_computes_flax_gru():
+    """Independent reference: flax's own GRUCell with the same weights, gate by gate."""
+    reset = contract.reset_mask([[0, 3], [2]], 6)
+    x = contract.inputs(jax.random.key(8), 2, 6, 3)
+    flax_rnn, fused_rnn = RNN(nn.GRUCell(features=4)), RNN(FusedGRUCell(features=4))
+    gates = contract.init_params(flax_rnn, x, reset)["params"]["cell"]
+
+    def joined(names, part):
+        return jnp.concatenate([gates[name][part] for name in names], axis=-1)
+
+    fused_params = {
+        "params": {
+            "cell": {
+                "input_projection": {
+                    "kernel": joined(("ir", "iz", "in"), "kernel"),
+                    "bias": joined(("ir", "iz", "in"), "bias"),
+                },
+                "recurrent_projection": {"kernel": joined(("hr", "hz", "hn"), "kernel")},
+                "recurrent_bias": gates["hn"]["bias"],
+            }
+        }
+    }
+    carry = jax.random.normal(jax.random.key(9), (2, 4))
+    expected = flax_rnn.apply({"params": {"cell": gates}}, x, reset, carry)
+    actual = fused_rnn.apply(fused_params, x, reset, carry)
+    assert contract.max_abs_diff(expected, actual) <= 1e-6
+    # As a plain cell (one step, no hoisting) it is the same function too.
+    cell_params = {"params": fused_params["params"]["cell"]}
+    step = FusedGRUCell(features=4).apply(cell_params, carry, x[:, 0])
+    reference = nn.GRUCell(features=4).apply({"params": gates}, carry, x[:, 0])
+    assert contract.max_abs_diff(step, reference) <= 1e-6
 
 
 def test_wrapper_changes_nothing_for_a_contract_model():

@@ -6,6 +6,7 @@ from memorax.networks.mlp import CNN, MLP
 from memorax.networks.network import Network, SharedActorCritic, shares_torso
 from memorax.networks.sequence_models import (
     RNN,
+    FusedGRUCell,
     LRUCell,
     MambaCell,
     Memoroid,
@@ -19,6 +20,7 @@ __all__ = [
     "MLP",
     "RNN",
     "FeatureExtractor",
+    "FusedGRUCell",
     "LRUCell",
     "MambaCell",
     "Memoroid",

@@ -6,6 +6,7 @@ import flax.linen as nn
 
 from memorax.networks.mlp import MLP
 from memorax.networks.sequence_models.base import SequenceModelWrapper
+from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.rnn import RNN
 
 TorsoName = Literal["gru", "lstm", "lru", "s5", "mamba", "attention", "mlp"]
@@ -33,7 +34,8 @@ def make_torso(
 ) -> nn.Module:
     """The torso called ``name``, ``hidden_size`` wide and ``num_layers`` deep.
 
-    Recurrent cells stack as plain layers; the parallel models (LRU, S5, Mamba) stack with
+    GRU is ``FusedGRUCell`` (flax's GRU equations, faster) and LSTM ``nn.OptimizedLSTMCell``;
+    recurrent cells stack as plain layers; the parallel models (LRU, S5, Mamba) stack with
     residual connections and pre-normalisation; attention is a GPT-style stack of pre-norm
     residual self-attention and feed-forward blocks over the last ``context_length`` steps.
     ``mlp`` is the memoryless control: the same width and depth with no carry at all.
@@ -42,7 +44,7 @@ def make_torso(
     from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
 
     if name in ("gru", "lstm"):
-        cell = nn.GRUCell if name == "gru" else nn.OptimizedLSTMCell
+        cell = FusedGRUCell if name == "gru" else nn.OptimizedLSTMCell
         layers = [RNN(cell(features=hidden_size)) for _ in range(num_layers)]
         return layers[0] if num_layers == 1 else Stack(blocks=layers)
     if name == "mlp":

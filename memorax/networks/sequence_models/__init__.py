@@ -9,6 +9,7 @@ from memorax.networks.sequence_models.base import (
     initialize_carry_of,
     reset_carry,
 )
+from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.lru import LRU, LRUCell
 from memorax.networks.sequence_models.mamba import Mamba, MambaCell
 from memorax.networks.sequence_models.memoroid import (
@@ -23,6 +24,7 @@ from memorax.networks.sequence_models.s5 import S5, S5Cell
 __all__ = [
     "LRU",
     "RNN",
+    "FusedGRUCell",
     "S5",
     "LRUCell",
     "LinearRecurrenceCell",

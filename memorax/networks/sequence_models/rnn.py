@@ -4,12 +4,14 @@ import flax.linen as nn
 import jax
 
 from memorax.networks.sequence_models.base import Carry, SequenceModel, reset_carry
+from memorax.networks.sequence_models.gru import FusedGRUCell
 
 
 class RNN(SequenceModel):
     """Runs ``cell`` (``nn.GRUCell``, ``nn.LSTMCell``, ``nn.OptimizedLSTMCell``, ``nn.MGUCell``,
-    ``nn.SimpleCell``, ...) over x: [B, T, F]; the carry is the cell's initial carry wherever
-    ``reset`` is True."""
+    ``nn.SimpleCell``, ``FusedGRUCell``, ...) over x: [B, T, F]; the carry is the cell's initial
+    carry wherever ``reset`` is True. A ``FusedGRUCell`` has its input projection computed for
+    the whole sequence before the time loop."""
 
     cell: nn.RNNCellBase
 
@@ -20,10 +22,14 @@ class RNN(SequenceModel):
 
     def __call__(self, x: jax.Array, reset: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
         initial_carry = self.initialize_carry(x.shape[0])
+        hoisted = isinstance(self.cell, FusedGRUCell)
+        if hoisted:
+            x = self.cell.project(x)  # [B, T, 3H]
 
         def step(cell: nn.RNNCellBase, carry: Carry, inputs: tuple[jax.Array, jax.Array]):
             x_t, reset_t = inputs  # [B, F], [B]
-            return cell(reset_carry(reset_t, carry, initial_carry), x_t)
+            carry = reset_carry(reset_t, carry, initial_carry)
+            return cell.recur(carry, x_t) if hoisted else cell(carry, x_t)
 
         scan = nn.scan(
             step,
