@@ -93,3 +93,25 @@ def run_seeds(run: Callable[[jax.Array], Any], keys: jax.Array) -> tuple[Any, Ti
     start = time.perf_counter()
     outputs = jax.block_until_ready(compiled(keys))
     return outputs, Timing(compile_seconds, time.perf_counter() - start)
+
+
+def machine_info() -> dict[str, Any]:
+    """What a benchmark ran on, to commit beside its numbers."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "devices": [str(device) for device in jax.devices()],
+        "date": time.strftime("%Y-%m-%d"),
+    }
