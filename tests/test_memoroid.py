@@ -1,5 +1,6 @@
-"""Memoroid torsos (LRU, S5, Mamba): the sequence-model contract, and each cell's associative scan
-against a step-by-step recurrence written here from the cell's parameters alone."""
+"""Memoroid torsos (LRU, S5, Mamba): each cell's associative scan against a step-by-step
+recurrence written here from the cell's parameters alone (the contract checks run in
+test_contract.py over MEMOROID_TORSOS)."""
 
 from functools import partial
 
@@ -14,57 +15,22 @@ from memorax.networks.sequence_models import LRU, S5, Mamba
 from memorax.networks.sequence_models.s5 import hippo_n_eigen
 from tests import sequence_contract as contract
 
-FEATURES = 6
+FEATURES = contract.FEATURES
 LONG_LENGTH = 2048
 # float32 over 2048 steps, the scan summing the same terms as the loop in another order. Measured
 # on CPU with outputs of size ~5: 6e-6 for the LRU with |lambda| near 1, <= 1e-6 for the others.
 LONG_TOLERANCE = 2e-5
 
 
-class Compiled:
-    """A model whose ``init`` and ``apply`` are jitted, so the contract checks run compiled
-    instead of op by op (10x faster here); the checks' jit/vmap/grad then wrap a jitted call."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.init = jax.jit(model.init)
-        self.apply = jax.jit(model.apply)
-
-    def initialize_carry(self, batch_size: int):
-        return self.model.initialize_carry(batch_size)
-
-
 # Built once: a shared instance keeps its compiled functions from one test to the next.
-TORSOS = {
-    "lru_cell": Compiled(Memoroid(LRUCell(features=FEATURES, state_dim=8))),
-    "s5_cell": Compiled(Memoroid(S5Cell(features=FEATURES, state_dim=8))),
-    "mamba_cell": Compiled(Memoroid(MambaCell(features=8, state_dim=4))),
-    "lru_2_layers": Compiled(LRU(hidden_dim=8, state_dim=8, num_layers=2)),
-    "s5_2_layers": Compiled(S5(hidden_dim=8, state_dim=8, num_layers=2)),
-    "mamba_2_layers": Compiled(Mamba(hidden_dim=8, state_dim=4, num_layers=2)),
+MEMOROID_TORSOS = {
+    "lru_cell": contract.Compiled(Memoroid(LRUCell(features=FEATURES, state_dim=8))),
+    "s5_cell": contract.Compiled(Memoroid(S5Cell(features=FEATURES, state_dim=8))),
+    "mamba_cell": contract.Compiled(Memoroid(MambaCell(features=8, state_dim=4))),
+    "lru_2_layers": contract.Compiled(LRU(hidden_dim=8, state_dim=8, num_layers=2)),
+    "s5_2_layers": contract.Compiled(S5(hidden_dim=8, state_dim=8, num_layers=2)),
+    "mamba_2_layers": contract.Compiled(Mamba(hidden_dim=8, state_dim=4, num_layers=2)),
 }
-
-
-@pytest.mark.parametrize("pattern", sorted(contract.RESET_PATTERNS))
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_parallel_equals_stepwise(name, pattern):
-    reset = contract.reset_mask(contract.RESET_PATTERNS[pattern], 12)
-    contract.check_parallel_equals_stepwise(TORSOS[name], FEATURES, reset)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_reset_isolation(name):
-    contract.check_reset_isolation(TORSOS[name], FEATURES)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_batch_independence(name):
-    contract.check_batch_independence(TORSOS[name], FEATURES)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_jit_vmap_grad(name):
-    contract.check_transforms(TORSOS[name], FEATURES)
 
 
 def test_documented_constructors():
@@ -120,7 +86,7 @@ def _linear_recurrence(a: jax.Array, b: jax.Array, reset: jax.Array, h: jax.Arra
 
 
 def test_lru_scan_matches_recurrence():
-    model = TORSOS["lru_cell"]
+    model = MEMOROID_TORSOS["lru_cell"]
     x, reset = _reference_inputs(FEATURES)
     params = contract.init_params(model, x, reset)
     p = params["params"]["cell"]
@@ -136,7 +102,7 @@ def test_lru_scan_matches_recurrence():
 
 
 def test_s5_scan_matches_zoh_recurrence():
-    model = TORSOS["s5_cell"]
+    model = MEMOROID_TORSOS["s5_cell"]
     x, reset = _reference_inputs(FEATURES)
     params = contract.init_params(model, x, reset)
     p = params["params"]["cell"]
@@ -178,7 +144,7 @@ def _mamba_reference(p, x, reset, state, window, state_dim: int, rank: int):
 
 
 def test_mamba_scan_matches_recurrence():
-    model = TORSOS["mamba_cell"]
+    model = MEMOROID_TORSOS["mamba_cell"]
     x, reset = _reference_inputs(FEATURES)
     params = contract.init_params(model, x, reset)
     carry = contract.warm_carry(model, params, 3, FEATURES)
@@ -194,7 +160,7 @@ def test_mamba_scan_matches_recurrence():
 def test_mamba_conv_window_is_cleared_on_reset():
     """The conv reads no input from before a reset, inside a call or from the carried window."""
     cell = MambaCell(features=4, state_dim=2, conv_kernel=4)
-    model = Compiled(Memoroid(cell))
+    model = contract.Compiled(Memoroid(cell))
     x = contract.inputs(jax.random.key(12), 1, 8, 4)
     reset = jnp.zeros((1, 8), bool).at[0, jnp.array([0, 5])].set(True)
     params = contract.init_params(model, x, reset)

@@ -9,9 +9,9 @@ import pytest
 from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
 from memorax.networks.sequence_models import SelfAttention, SequenceModel
 from tests import sequence_contract as contract
-from tests.test_memoroid import Compiled, check_long_sequence
+from tests.test_memoroid import check_long_sequence
 
-FEATURES = 6
+FEATURES = contract.FEATURES
 
 
 def gpt_stack(num_layers: int) -> Stack:
@@ -23,34 +23,12 @@ def gpt_stack(num_layers: int) -> Stack:
 
 
 # Built once: a shared instance keeps its compiled functions from one test to the next.
-TORSOS = {
+ATTENTION_TORSOS = {
     # A window shorter than the 12-step sequences: it slides, and queries run in 3 blocks.
-    "window_5": Compiled(SelfAttention(num_heads=2, head_dim=4, context_length=5)),
-    "window_16": Compiled(SelfAttention(num_heads=2, head_dim=4, context_length=16)),
-    "gpt_stack": Compiled(gpt_stack(num_layers=1)),  # attention and FFN blocks
+    "window_5": contract.Compiled(SelfAttention(num_heads=2, head_dim=4, context_length=5)),
+    "window_16": contract.Compiled(SelfAttention(num_heads=2, head_dim=4, context_length=16)),
+    "gpt_stack": contract.Compiled(gpt_stack(num_layers=1)),  # attention and FFN blocks
 }
-
-
-@pytest.mark.parametrize("pattern", sorted(contract.RESET_PATTERNS))
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_parallel_equals_stepwise(name, pattern):
-    reset = contract.reset_mask(contract.RESET_PATTERNS[pattern], 12)
-    contract.check_parallel_equals_stepwise(TORSOS[name], FEATURES, reset)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_reset_isolation(name):
-    contract.check_reset_isolation(TORSOS[name], FEATURES)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_batch_independence(name):
-    contract.check_batch_independence(TORSOS[name], FEATURES)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_jit_vmap_grad(name):
-    contract.check_transforms(TORSOS[name], FEATURES)
 
 
 def brute_force_attention(params, x, reset, num_heads, head_dim, context_length) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The sequence-model contract for the RNN torsos, the wrapper and the blocks."""
+"""RNN torsos, the wrapper and the blocks against independent references (the contract checks
+run in test_contract.py over RNN_TORSOS)."""
 
 import flax.linen as nn
 import jax
@@ -12,55 +13,35 @@ from memorax.networks import MLP, RNN, FusedGRUCell, SequenceModelWrapper
 from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
 from tests import sequence_contract as contract
 
-FEATURES = 6
+FEATURES = contract.FEATURES
 
-TORSOS = {
-    "gru": lambda: RNN(nn.GRUCell(features=8)),
-    "fused_gru": lambda: RNN(FusedGRUCell(features=8)),
-    "lstm": lambda: RNN(nn.LSTMCell(features=8)),
-    "optimized_lstm": lambda: RNN(nn.OptimizedLSTMCell(features=8)),
-    "mgu": lambda: RNN(nn.MGUCell(features=8)),
-    "simple": lambda: RNN(nn.SimpleCell(features=8)),
-    "wrapped_gru": lambda: SequenceModelWrapper(RNN(nn.GRUCell(features=8))),
-    "wrapped_mlp": lambda: SequenceModelWrapper(MLP(features=(8,))),
-    "stack": lambda: Stack(
-        blocks=[
-            PreNorm(Residual(RNN(nn.GRUCell(features=FEATURES)))),
-            Residual(PreNorm(FFN(hidden_dim=16))),
-            RNN(nn.LSTMCell(features=5)),
-            MLP(features=(4,)),
-        ]
+# Built once: a shared instance keeps its compiled functions from one test to the next.
+RNN_TORSOS = {
+    "gru": contract.Compiled(RNN(nn.GRUCell(features=8))),
+    "fused_gru": contract.Compiled(RNN(FusedGRUCell(features=8))),
+    "lstm": contract.Compiled(RNN(nn.LSTMCell(features=8))),
+    "optimized_lstm": contract.Compiled(RNN(nn.OptimizedLSTMCell(features=8))),
+    "mgu": contract.Compiled(RNN(nn.MGUCell(features=8))),
+    "simple": contract.Compiled(RNN(nn.SimpleCell(features=8))),
+    "wrapped_gru": contract.Compiled(SequenceModelWrapper(RNN(nn.GRUCell(features=8)))),
+    "wrapped_mlp": contract.Compiled(SequenceModelWrapper(MLP(features=(8,)))),
+    "stack": contract.Compiled(
+        Stack(
+            blocks=[
+                PreNorm(Residual(RNN(nn.GRUCell(features=FEATURES)))),
+                Residual(PreNorm(FFN(hidden_dim=16))),
+                RNN(nn.LSTMCell(features=5)),
+                MLP(features=(4,)),
+            ]
+        )
     ),
 }
-STATEFUL = [name for name in TORSOS if name != "wrapped_mlp"]
-
-
-@pytest.mark.parametrize("pattern", sorted(contract.RESET_PATTERNS))
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_parallel_equals_stepwise(name, pattern):
-    reset = contract.reset_mask(contract.RESET_PATTERNS[pattern], 12)
-    contract.check_parallel_equals_stepwise(TORSOS[name](), FEATURES, reset)
-
-
-@pytest.mark.parametrize("name", STATEFUL)
-def test_reset_isolation(name):
-    contract.check_reset_isolation(TORSOS[name](), FEATURES)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_batch_independence(name):
-    contract.check_batch_independence(TORSOS[name](), FEATURES)
-
-
-@pytest.mark.parametrize("name", sorted(TORSOS))
-def test_jit_vmap_grad(name):
-    contract.check_transforms(TORSOS[name](), FEATURES)
 
 
 @settings(max_examples=15, deadline=None)
 @given(st.lists(st.lists(st.booleans(), min_size=9, max_size=9), min_size=2, max_size=2))
 def test_gru_any_reset_pattern(rows):
-    contract.check_parallel_equals_stepwise(TORSOS["gru"](), FEATURES, jnp.asarray(rows))
+    contract.check_parallel_equals_stepwise(RNN_TORSOS["gru"], FEATURES, jnp.asarray(rows))
 
 
 def test_rnn_matches_hand_written_gru_loop():
@@ -141,7 +122,7 @@ def test_wrapped_stateless_module_is_stepwise_and_keeps_no_carry():
 
 
 def test_stack_carry_is_tuple_of_member_carries():
-    stack = TORSOS["stack"]()
+    stack = RNN_TORSOS["stack"].model
     carry = stack.initialize_carry(2)
     assert isinstance(carry, tuple) and len(carry) == 4
     assert carry[0].shape == (2, FEATURES) and carry[1] == () and carry[3] == ()
