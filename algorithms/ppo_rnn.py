@@ -13,10 +13,7 @@ never through termination.
 """
 
 import dataclasses
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -32,9 +29,15 @@ from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.results import config_dict, load_checkpoint, write_run
+from memorax.results import load_checkpoint, read_run, write_run
 from memorax.returns import generalized_advantage_estimate
-from memorax.rollout import Transition, next_step_inputs, zero_action
+from memorax.rollout import (
+    Transition,
+    evaluation_steps,
+    mean_finished,
+    next_step_inputs,
+    zero_action,
+)
 
 
 @dataclass(frozen=True)
@@ -567,15 +570,6 @@ def make_agent(cfg: PPOConfig, env, env_params) -> PPO:
     return PPO(cfg, env, env_params, actor, critic, optimizer(), optimizer())
 
 
-def evaluation_steps(env_params) -> int:
-    """Long enough for one whole episode of a time-limited env."""
-    return int(getattr(env_params, "max_steps_in_episode", 1000))
-
-
-def mean_finished(returns: jax.Array, finished: jax.Array) -> jax.Array:
-    return jnp.where(finished.any(), (returns * finished).sum() / finished.sum(), jnp.nan)
-
-
 def main() -> None:
     cfg = tyro.cli(PPOConfig)
     if cfg.load is not None:
@@ -611,45 +605,15 @@ def main() -> None:
         flush=True,
     )
     (params, metrics, eval_return), timing = run_seeds(run, seed_keys(cfg.seed, cfg.num_seeds))
-    total_steps = cfg.num_seeds * cfg.num_updates * cfg.batch_size
-    steps_per_second = total_steps / timing.run_seconds
-    print(
-        f"compiled in {timing.compile_seconds:.1f} s; ran {total_steps:,} env steps in "
-        f"{timing.run_seconds:.1f} s = {steps_per_second:,.0f} env steps/s",
-        flush=True,
-    )
-    update_steps = cfg.batch_size * np.arange(1, cfg.num_updates + 1)
-    eval_steps_axis = steps_per_chunk * np.arange(1, cfg.num_evaluations + 1)
-    run_dir = write_run(
-        Path(cfg.output_dir) / f"ppo_rnn-{cfg.env_id}-{cfg.torso}-{time.strftime('%Y%m%d-%H%M%S')}",
-        config=config_dict(cfg),
-        curves={
-            "update_env_steps": np.broadcast_to(
-                update_steps, (cfg.num_seeds,) + update_steps.shape
-            ),
-            **{k: np.asarray(v) for k, v in metrics.items()},
-            "eval_env_steps": np.broadcast_to(
-                eval_steps_axis, (cfg.num_seeds,) + eval_steps_axis.shape
-            ),
-            "eval_return": np.asarray(eval_return),
-        },
-        eval_steps=eval_steps_axis,
-        eval_returns=np.asarray(eval_return),
-        params=params,
-        timing={
-            "compile_seconds": timing.compile_seconds,
-            "run_seconds": timing.run_seconds,
-            "env_steps_per_second": steps_per_second,
-        },
-        title=f"ppo_rnn {cfg.torso} on {cfg.env_id} ({cfg.num_seeds} seeds, greedy evaluation)",
-    )
-    print(f"results in {run_dir}")
+    write_run(
+        cfg.output_dir, f"ppo_rnn-{cfg.env_id}-{cfg.torso}", cfg, metrics, eval_return, params,
+        timing, steps_per_update=cfg.batch_size, updates_per_eval=cfg.eval_every,
+    )  # fmt: skip
 
 
 def evaluate_saved(cfg: PPOConfig) -> None:
     """--load: rebuild the saved run's agent, restore its parameters, evaluate every seed."""
-    run_dir = Path(cfg.load)
-    saved = json.loads((run_dir / "config.json").read_text())
+    saved, checkpoint = read_run(cfg.load)
     saved_cfg = dataclasses.replace(
         PPOConfig(**{**saved, "load": None}), eval_episodes=cfg.eval_episodes
     )
@@ -657,12 +621,12 @@ def evaluate_saved(cfg: PPOConfig) -> None:
     agent = make_agent(saved_cfg, env, env_params)
     keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
     _, states = jax.vmap(agent.init)(keys)
-    params = load_checkpoint(run_dir / "checkpoint.msgpack", states.params)
+    params = load_checkpoint(checkpoint, states.params)
     states = states.replace(params=params)
     evaluate = jax.jit(jax.vmap(lambda k, s: agent.evaluate(k, s, evaluation_steps(env_params))))
     _, returns, finished = evaluate(keys, states)
     per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished))
-    print(f"greedy evaluation of {run_dir}: per-seed return {np.round(per_seed, 2).tolist()}")
+    print(f"greedy evaluation of {cfg.load}: per-seed return {np.round(per_seed, 2).tolist()}")
 
 
 if __name__ == "__main__":

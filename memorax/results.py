@@ -9,6 +9,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,26 +108,55 @@ def config_dict(config: Any) -> dict[str, Any]:
 
 
 def write_run(
-    run_dir: str | Path,
-    config: dict[str, Any],
-    curves: dict[str, np.ndarray],
-    eval_steps: np.ndarray,
-    eval_returns: np.ndarray,
+    output_dir: str | Path,
+    name: str,
+    config: Any,
+    metrics: dict[str, Any],
+    eval_returns: Any,
     params: Any,
-    timing: dict[str, float],
-    title: str,
+    timing: Any,
+    steps_per_update: int,
+    updates_per_eval: int,
 ) -> Path:
-    """Everything a finished run leaves behind, in ``run_dir``:
+    """Report a finished multi-seed run and write everything it leaves behind, in a new folder
+    ``output_dir/<name>-<time>``:
 
-    config.json, curves.npz (per-seed arrays [seeds, points]), summary.json (final greedy
-    evaluation IQM across seeds with a bootstrap interval, and the timing), learning_curve.png and
-    checkpoint.msgpack (the parameters of every seed). ``eval_returns`` is [seeds, evaluations].
+    config.json, curves.npz (per-seed arrays [seeds, points]: every metric per update, the greedy
+    evaluation return, and their env-step axes), summary.json (final greedy-evaluation IQM across
+    seeds with a bootstrap interval, and the timing), learning_curve.png and checkpoint.msgpack
+    (the parameters of every seed). ``metrics`` leaves are [seeds, updates], ``eval_returns``
+    [seeds, evaluations]; ``timing`` is ``memorax.experiment.Timing``.
     """
-    run_dir = Path(run_dir)
+    eval_returns = np.asarray(eval_returns)
+    num_seeds, num_evaluations = eval_returns.shape
+    num_updates = num_evaluations * updates_per_eval
+    total_steps = num_seeds * num_updates * steps_per_update
+    steps_per_second = total_steps / timing.run_seconds
+    print(
+        f"compiled in {timing.compile_seconds:.1f} s; ran {total_steps:,} env steps in "
+        f"{timing.run_seconds:.1f} s = {steps_per_second:,.0f} env steps/s",
+        flush=True,
+    )
+    update_steps = steps_per_update * np.arange(1, num_updates + 1)
+    eval_steps = steps_per_update * updates_per_eval * np.arange(1, num_evaluations + 1)
+    curves = {
+        **{key: np.asarray(value) for key, value in metrics.items()},
+        "update_env_steps": np.broadcast_to(update_steps, (num_seeds, num_updates)),
+        "eval_return": eval_returns,
+        "eval_env_steps": np.broadcast_to(eval_steps, (num_seeds, num_evaluations)),
+    }
+    config = config_dict(config)
+    run_dir = Path(output_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     write_json(run_dir / "config.json", config)
     write_curves(run_dir / "curves.npz", curves)
-    summary = {**summarise(np.asarray(eval_returns)[:, -1]), **timing}
+    summary = {
+        **summarise(eval_returns[:, -1]),
+        "compile_seconds": timing.compile_seconds,
+        "run_seconds": timing.run_seconds,
+        "env_steps_per_second": steps_per_second,
+    }
     write_json(run_dir / "summary.json", summary)
+    title = f"{name} ({num_seeds} seeds, greedy evaluation)"
     plot_learning_curves(
         run_dir / "learning_curve.png", eval_steps, eval_returns, title, "greedy evaluation return"
     )
@@ -136,7 +166,16 @@ def write_run(
     print(
         f"final greedy evaluation: IQM {summary['final_eval_return_iqm']:.2f} "
         f"[{low:.2f}, {high:.2f}] ({summary['confidence']:.0%} bootstrap CI over "
-        f"{summary['num_seeds']} seeds); per seed {per_seed}",
+        f"{summary['num_seeds']} seeds); per seed {per_seed}\nresults in {run_dir}",
         flush=True,
     )
     return run_dir
+
+
+def read_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
+    """The saved config (as a dict) and checkpoint path of a run folder written by write_run."""
+    run_dir = Path(run_dir)
+    config, checkpoint = run_dir / "config.json", run_dir / "checkpoint.msgpack"
+    if not (config.is_file() and checkpoint.is_file()):
+        raise ValueError(f"--load {run_dir}: no config.json and checkpoint.msgpack there")
+    return json.loads(config.read_text()), checkpoint

@@ -35,3 +35,13 @@ def next_step_inputs(
     keep = jnp.logical_not(done)
     mask = keep.reshape(keep.shape + (1,) * (action.ndim - keep.ndim))
     return jnp.where(mask, action, jnp.zeros_like(action)), jnp.where(keep, reward, 0.0)
+
+
+def evaluation_steps(env_params: Any, default: int = 1000) -> int:
+    """Steps an evaluation runs: long enough for one whole episode of a time-limited env."""
+    return int(getattr(env_params, "max_steps_in_episode", default))
+
+
+def mean_finished(returns: jax.Array, finished: jax.Array) -> jax.Array:
+    """Mean return of the episodes that finished; NaN where none did (never a false zero)."""
+    return jnp.where(finished.any(), (returns * finished).sum() / finished.sum(), jnp.nan)
