@@ -65,10 +65,10 @@ def write_table(rows: dict[str, dict]) -> None:
     ]
     for row in ordered:
         low, high = row["final_eval_return_iqm_ci"]
-        per_seed = ", ".join(f"{value:.0f}" for value in row["final_eval_return_per_seed"])
+        per_seed = ", ".join(f"{value:.4g}" for value in row["final_eval_return_per_seed"])
         lines.append(
             f"| {row['env_id']} | {row['torso']} | {row['budget']:,} | "
-            f"{row['final_eval_return_iqm']:.1f} [{low:.1f}, {high:.1f}] | {per_seed} | "
+            f"{row['final_eval_return_iqm']:.2f} [{low:.2f}, {high:.2f}] | {per_seed} | "
             f"{row['compile_seconds']:.0f} | {row['env_steps_per_second']:,.0f} |"
         )
     lines += [
