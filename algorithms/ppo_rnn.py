@@ -168,6 +168,18 @@ class PPOState:
     env_steps: jax.Array  # env steps taken per env-batch so far
 
 
+def acting_inputs(state: PPOState) -> tuple:
+    """The next step's network inputs as one-step sequences: (observation, reset, carry,
+    previous action, previous reward), each [E, 1, ...] but the carry."""
+    return (
+        state.observation[:, None],
+        state.reset[:, None],
+        state.carry,
+        state.prev_action[:, None],
+        state.prev_reward[:, None],
+    )
+
+
 @struct.dataclass
 class Rollout:
     """What one rollout keeps for the update, time-major [T, E, ...]."""
@@ -287,14 +299,7 @@ class PPO:
 
     def _env_step(self, state: PPOState, key: jax.Array):
         act_key, env_key = jax.random.split(key)
-        carry, policy, value = self.forward(
-            state.params,
-            state.observation[:, None],
-            state.reset[:, None],
-            state.carry,
-            state.prev_action[:, None],
-            state.prev_reward[:, None],
-        )
+        carry, policy, value = self.forward(state.params, *acting_inputs(state))
         action = policy.sample(seed=act_key)  # [E, 1, ...]
         log_prob = policy.log_prob(action)[:, 0]
         action = action[:, 0]
@@ -378,14 +383,7 @@ class PPO:
         cfg = self.cfg
         step_keys = jax.random.split(key, cfg.num_steps)
         state, (rollout, info) = jax.lax.scan(self._env_step, state, step_keys)
-        last_value = self.value(
-            state.params,
-            state.observation[:, None],
-            state.reset[:, None],
-            state.carry,
-            state.prev_action[:, None],
-            state.prev_reward[:, None],
-        )[:, 0]
+        last_value = self.value(state.params, *acting_inputs(state))[:, 0]
         next_values = jnp.concatenate([rollout.value[1:], last_value[None]], axis=0)
         next_values = jnp.where(rollout.truncated, rollout.final_value, next_values)
         advantages, targets = generalized_advantage_estimate(
