@@ -34,6 +34,7 @@ from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import (
     Transition,
     evaluation_steps,
+    greedy_episode_returns,
     mean_finished,
     next_step_inputs,
     zero_action,
@@ -479,53 +480,20 @@ class PPO:
         """Greedy evaluation: eval_episodes fresh envs, the policy's mode, ``num_steps`` steps.
         Returns (key, episode_return [eval_episodes], finished [eval_episodes]) of each env's
         first episode; only finished episodes count."""
-        num_envs = self.cfg.eval_episodes
-        key, reset_key, step_key = jax.random.split(key, 3)
-        observation, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
-            jax.random.split(reset_key, num_envs), self.env_params
-        )
-        zero = zero_action(self.action_space, num_envs)
-        start = (
-            env_state,
-            observation,
-            jnp.ones((num_envs,), bool),
-            zero,
-            jnp.zeros((num_envs,)),
-            self.initialize_carry(num_envs),
-            jnp.zeros((num_envs,)),
-            jnp.zeros((num_envs,), bool),
-        )
+        key, eval_key = jax.random.split(key)
 
-        def step(carry, key):
-            env_state, observation, reset, prev_action, prev_reward, torso, total, finished = carry
-            torso, policy, _ = self.forward(
-                state.params,
-                observation[:, None],
-                reset[:, None],
-                torso,
-                prev_action[:, None],
-                prev_reward[:, None],
+        def act(carry, observation, reset, prev_action, prev_reward):
+            carry, policy, _ = self.forward(
+                state.params, observation, reset, carry, prev_action, prev_reward
             )
-            action = policy.mode()[:, 0]
-            observation, env_state, reward, terminated, truncated, _ = jax.vmap(
-                self.env.step, in_axes=(0, 0, 0, None)
-            )(jax.random.split(key, num_envs), env_state, self.env_action(action), self.env_params)
-            done = jnp.logical_or(terminated, truncated)
-            total = total + jnp.where(finished, 0.0, reward)
-            prev_action, prev_reward = next_step_inputs(done, action, reward)
-            return (
-                env_state,
-                observation,
-                done,
-                prev_action,
-                prev_reward,
-                torso,
-                total,
-                finished | done,
-            ), None
+            return carry, policy.mode()[:, 0]
 
-        end, _ = jax.lax.scan(step, start, jax.random.split(step_key, num_steps))
-        return key, end[-2], end[-1]
+        num_envs = self.cfg.eval_episodes
+        returns, finished = greedy_episode_returns(
+            eval_key, self.env, self.env_params, act, self.initialize_carry(num_envs), num_envs,
+            num_steps, self.env_action,
+        )  # fmt: skip
+        return key, returns, finished
 
 
 def make_agent(cfg: PPOConfig, env, env_params) -> PPO:

@@ -45,8 +45,16 @@ class Progress:
     calls it separately, and with several devices from several threads.
     """
 
-    def __init__(self, num_chunks: int, num_seeds: int, steps_per_chunk: int, stream=sys.stdout):
+    def __init__(
+        self,
+        num_chunks: int,
+        num_seeds: int,
+        steps_per_chunk: int,
+        first_step: int = 0,
+        stream=sys.stdout,
+    ):
         self.num_chunks = num_chunks
+        self.first_step = first_step
         self.num_seeds = num_seeds
         self.steps_per_chunk = steps_per_chunk
         self.stream = stream
@@ -66,7 +74,7 @@ class Progress:
             values = np.asarray(reports)
             print(
                 f"[{chunk + 1:>4}/{self.num_chunks}] env steps/seed "
-                f"{(chunk + 1) * self.steps_per_chunk:>10,}  greedy eval return "
+                f"{self.first_step + (chunk + 1) * self.steps_per_chunk:>10,}  greedy eval return "
                 f"mean {np.nanmean(values):9.2f}  min {np.nanmin(values):9.2f}  "
                 f"max {np.nanmax(values):9.2f}  ({elapsed:6.1f} s)",
                 file=self.stream,

@@ -117,6 +117,7 @@ def write_run(
     timing: Any,
     steps_per_update: int,
     updates_per_eval: int,
+    first_step: int = 0,
 ) -> Path:
     """Report a finished multi-seed run and write everything it leaves behind, in a new folder
     ``output_dir/<name>-<time>``:
@@ -125,20 +126,23 @@ def write_run(
     evaluation return, and their env-step axes), summary.json (final greedy-evaluation IQM across
     seeds with a bootstrap interval, and the timing), learning_curve.png and checkpoint.msgpack
     (the parameters of every seed). ``metrics`` leaves are [seeds, updates], ``eval_returns``
-    [seeds, evaluations]; ``timing`` is ``memorax.experiment.Timing``.
+    [seeds, evaluations]; ``timing`` is ``memorax.experiment.Timing``. ``first_step`` is where
+    updates begin on the env-step axis (after an off-policy warmup).
     """
     eval_returns = np.asarray(eval_returns)
     num_seeds, num_evaluations = eval_returns.shape
     num_updates = num_evaluations * updates_per_eval
-    total_steps = num_seeds * num_updates * steps_per_update
+    total_steps = num_seeds * (first_step + num_updates * steps_per_update)
     steps_per_second = total_steps / timing.run_seconds
     print(
         f"compiled in {timing.compile_seconds:.1f} s; ran {total_steps:,} env steps in "
         f"{timing.run_seconds:.1f} s = {steps_per_second:,.0f} env steps/s",
         flush=True,
     )
-    update_steps = steps_per_update * np.arange(1, num_updates + 1)
-    eval_steps = steps_per_update * updates_per_eval * np.arange(1, num_evaluations + 1)
+    update_steps = first_step + steps_per_update * np.arange(1, num_updates + 1)
+    eval_steps = first_step + steps_per_update * updates_per_eval * np.arange(
+        1, num_evaluations + 1
+    )
     curves = {
         **{key: np.asarray(value) for key, value in metrics.items()},
         "update_env_steps": np.broadcast_to(update_steps, (num_seeds, num_updates)),

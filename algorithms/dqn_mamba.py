@@ -1,0 +1,626 @@
+"""Recurrent DQN with a Mamba torso: the whole run, every seed, in one jitted call (R2D2 style).
+
+    python algorithms/dqn_mamba.py                                # Mamba on position-only CartPole
+    python algorithms/dqn_mamba.py --torso mlp                    # its memoryless twin
+    python algorithms/dqn_mamba.py --prioritised                  # prioritised sequence replay
+    python algorithms/dqn_mamba.py --env-id RepeatPreviousEasy --total-timesteps 1000000
+    python algorithms/dqn_mamba.py --load runs/<run>              # evaluate a saved run again
+
+Recurrent details that decide whether memory works: every stored step keeps the carry the online
+network acted from, so a replayed sequence may start anywhere and both the online and the target
+network start it from that carry; the first --burn-in steps only refresh the carry (no gradient,
+no loss); the reset flags travel with the sequence; n-step returns stop at termination and
+bootstrap through truncation from the final observation, seen with the episode's own carry.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tyro
+from flax import struct
+from gymnax.environments import spaces
+
+from memorax.buffers import (
+    EpisodeBuffer,
+    compute_importance_weights,
+    make_episode_buffer,
+    make_prioritised_episode_buffer,
+    sequence_priority,
+)
+from memorax.environments import EpisodeStatistics, make, registered_envs
+from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
+from memorax.networks import MLP, FeatureExtractor, Network, heads
+from memorax.networks.torsos import TorsoName, check_torso, make_torso
+from memorax.results import load_checkpoint, read_run, write_run
+from memorax.rollout import (
+    Transition,
+    evaluation_steps,
+    greedy_episode_returns,
+    mean_finished,
+    next_step_inputs,
+    zero_action,
+)
+
+
+@dataclass(frozen=True)
+class DQNConfig:
+    env_id: str = "CartPole-P-v1"
+    """Environment id for memorax.environments.make (discrete actions only)."""
+    torso: TorsoName = "mamba"
+    """Memory model; mlp is the memoryless control."""
+    hidden_size: int = 64
+    """Width of the feature extractor and torso."""
+    num_layers: int = 1
+    """Torso depth."""
+    num_envs: int = 16
+    """Parallel environments per seed."""
+    total_timesteps: int = 500_000
+    """Env steps per seed for the whole run, --learning-starts included."""
+    learning_starts: int = 10_000
+    """Env steps of random actions that fill the buffer before training."""
+    num_seeds: int = 4
+    """Seeds trained at once in one compiled call (vmapped, sharded over devices)."""
+    seed: int = 0
+    """Base seed; seed i of the run uses key fold_in(key(seed), i)."""
+    learning_rate: float = 3e-4
+    """Adam step size."""
+    buffer_size: int = 50_000
+    """Replay capacity in env steps (all envs together); each keeps its torso carry."""
+    batch_size: int = 32
+    """Sequences per gradient update."""
+    sequence_length: int = 32
+    """Trained steps per replayed sequence (burn-in and n-step lookahead come on top)."""
+    burn_in: int = 8
+    """Steps replayed before the trained ones only to refresh the stored carry (no gradient)."""
+    n_step: int = 3
+    """Steps of reward in each target before bootstrapping."""
+    gamma: float = 0.99
+    """Discount factor."""
+    train_frequency: int = 5
+    """Steps of every env between training phases (num_envs x this many env steps)."""
+    gradient_steps: int = 1
+    """Gradient updates per training phase."""
+    target_update_period: int = 50
+    """Gradient updates between target-network updates."""
+    tau: float = 1.0
+    """Target update target <- tau * online + (1 - tau) * target; 1.0 is a hard copy."""
+    epsilon_start: float = 1.0
+    """Exploration rate at the start of training."""
+    epsilon_end: float = 0.05
+    """Exploration rate at the end of the decay."""
+    exploration_fraction: float = 0.5
+    """Fraction of --total-timesteps over which epsilon decays linearly."""
+    max_grad_norm: float = 10.0
+    """Global gradient-norm clip."""
+    prioritised: bool = False
+    """Prioritised sequence replay (R2D2's priority mix) with importance weights."""
+    priority_exponent: float = 0.6
+    """Alpha: sampling probability is proportional to priority ** alpha."""
+    importance_exponent: float = 0.4
+    """Beta of the importance weights at the start; it anneals linearly to 1."""
+    priority_eta: float = 0.9
+    """Sequence priority = eta * max |TD| + (1 - eta) * mean |TD|."""
+    use_prev_action: bool = False
+    """Feed the previous action (zero at episode starts) to the feature extractor."""
+    use_prev_reward: bool = False
+    """Feed the previous reward (zero at episode starts) to the feature extractor."""
+    context_length: int = 64
+    """Steps of memory of --torso attention (its key/value cache)."""
+    eval_every: int = 10_000
+    """Env steps per seed between greedy evaluations; must divide the training steps."""
+    eval_episodes: int = 32
+    """Greedy episodes per evaluation (one per eval env)."""
+    output_dir: str = "runs"
+    """Folder for results: config, curves, summary, plot and checkpoint of each run."""
+    load: str | None = None
+    """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
+
+    def __post_init__(self) -> None:
+        check_torso(self.torso, self.hidden_size, self.num_layers)
+        if self.env_id not in registered_envs():
+            raise ValueError(
+                f"--env-id {self.env_id!r} is unknown; valid ids: {', '.join(registered_envs())}"
+            )
+        for flag in (
+            "num_envs", "total_timesteps", "learning_starts", "num_seeds", "buffer_size",
+            "batch_size", "sequence_length", "n_step", "train_frequency", "gradient_steps",
+            "target_update_period", "eval_every", "eval_episodes", "context_length",
+        ):  # fmt: skip
+            if getattr(self, flag) < 1:
+                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
+        if self.burn_in < 0:
+            raise ValueError("--burn-in must be at least 0")
+        step = self.steps_per_update
+        for flag in ("learning_starts", "eval_every", "buffer_size"):
+            if getattr(self, flag) % step:
+                raise ValueError(
+                    f"--{flag.replace('_', '-')} ({getattr(self, flag)}) must be a multiple of "
+                    f"--num-envs x --train-frequency = {step} env steps"
+                )
+        if self.total_timesteps <= self.learning_starts:
+            raise ValueError(
+                f"--total-timesteps ({self.total_timesteps}) must exceed --learning-starts "
+                f"({self.learning_starts})"
+            )
+        if self.training_steps % self.eval_every:
+            raise ValueError(
+                f"--eval-every ({self.eval_every}) must divide the {self.training_steps} "
+                f"training steps (--total-timesteps - --learning-starts)"
+            )
+        if self.replay_length > self.buffer_size // self.num_envs:
+            raise ValueError(
+                f"a replayed sequence (--burn-in + --sequence-length + --n-step = "
+                f"{self.replay_length}) must fit in one env's share of --buffer-size "
+                f"({self.buffer_size // self.num_envs}); raise --buffer-size"
+            )
+        if self.learning_starts < self.replay_length * self.num_envs:
+            raise ValueError(
+                f"--learning-starts ({self.learning_starts}) must hold one replayed sequence per "
+                f"env (at least {self.replay_length * self.num_envs} env steps)"
+            )
+        if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
+            raise ValueError("--gamma and --tau must lie in (0, 1]")
+        if not 0.0 <= self.epsilon_end <= 1.0 or not 0.0 <= self.epsilon_start <= 1.0:
+            raise ValueError("--epsilon-start and --epsilon-end must lie in [0, 1]")
+        if not 0.0 < self.exploration_fraction <= 1.0:
+            raise ValueError("--exploration-fraction must lie in (0, 1]")
+        if not 0.0 <= self.priority_eta <= 1.0 or not 0.0 <= self.importance_exponent <= 1.0:
+            raise ValueError("--priority-eta and --importance-exponent must lie in [0, 1]")
+        if self.learning_rate <= 0 or self.max_grad_norm <= 0 or self.priority_exponent < 0:
+            raise ValueError(
+                "--learning-rate and --max-grad-norm must be positive, --priority-exponent >= 0"
+            )
+
+    @property
+    def steps_per_update(self) -> int:
+        """Env steps per training phase, all envs together."""
+        return self.num_envs * self.train_frequency
+
+    @property
+    def training_steps(self) -> int:
+        return self.total_timesteps - self.learning_starts
+
+    @property
+    def replay_length(self) -> int:
+        return self.burn_in + self.sequence_length + self.n_step
+
+    @property
+    def num_evaluations(self) -> int:
+        return self.training_steps // self.eval_every
+
+
+@struct.dataclass
+class Experience:
+    """One stored env step: what the agent saw, did and got, and the carry it acted from."""
+
+    observation: jax.Array
+    prev_action: jax.Array
+    prev_reward: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_observation: jax.Array  # the episode's last observation where truncated
+    carry: Any  # online torso carry before this step (before its reset)
+
+
+@struct.dataclass
+class DQNState:
+    """The whole training state of one seed."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+    buffer_state: Any
+    env_state: Any
+    observation: jax.Array  # [E, ...] the observation the next step acts on
+    reset: jax.Array  # [E] the next step is the first of an episode
+    prev_action: jax.Array  # [E]
+    prev_reward: jax.Array  # [E]
+    carry: Any  # online torso carry before the next step
+    env_steps: jax.Array  # env steps per seed so far, warmup included
+    updates: jax.Array  # gradient updates so far
+
+
+def n_step_targets(
+    reward, terminated, truncated, next_value, truncation_value, replayed_truncation, gamma, n
+):
+    """n-step targets for the first L - n steps of sequences [B, L] (time on the last axis).
+
+    ``next_value[:, j]``: the bootstrap value of step j reached by continuing its episode;
+    ``truncation_value[:, j]``: that of the final observation of a truncation at step j - 1, seen
+    with the episode's carry, known where ``replayed_truncation[:, j - 1]`` is True. The sum of
+    rewards stops where an episode ends; a termination adds nothing, a truncation its final
+    observation's value; a target that needs an unknown truncation value is invalid.
+    Returns (targets [B, L - n], valid [B, L - n]).
+    """
+    length = reward.shape[-1] - n
+    total = jnp.zeros(reward.shape[:-1] + (length,))
+    discount = jnp.ones_like(total)
+    alive = jnp.ones_like(total, bool)
+    valid = jnp.ones_like(total, bool)
+    for k in range(n):
+        window = slice(k, k + length)
+        total = total + jnp.where(alive, discount * reward[:, window], 0.0)
+        discount = discount * gamma
+        truncating = alive & truncated[:, window] & ~terminated[:, window]
+        bootstrap = truncation_value[:, k + 1 : k + 1 + length]
+        total = total + jnp.where(truncating, discount * bootstrap, 0.0)
+        valid = valid & ~(truncating & ~replayed_truncation[:, window])
+        alive = alive & ~(terminated[:, window] | truncated[:, window])
+    total = total + jnp.where(alive, discount * next_value[:, n:], 0.0)
+    return total, valid
+
+
+def insert_final_observation(sequence: Experience, reset: jax.Array, first_trained: int):
+    """Replay inputs [B, L + 1] with one truncated episode's final observation inserted.
+
+    The final observation of each sequence's first truncation at a step j >= first_trained - 1
+    (so the insert falls among the trained steps, never in the burn-in) goes in at j + 1, with no
+    reset and the truncating step's action and reward as previous inputs, before the next
+    episode's first step; a sequence without one gets an unused step appended. Returns
+    (inputs (observation, reset, prev_action, prev_reward), position [B, L] of each original step
+    in the longer sequence, replayed [B, L]: True at the truncation whose value is inserted).
+    """
+    length = reset.shape[1]
+    steps = jnp.arange(length)
+    eligible = sequence.truncated & (steps >= first_trained - 1) & (steps < length - 1)
+    truncation = jnp.where(eligible.any(1), jnp.argmax(eligible, axis=1), length - 1)[:, None]
+    replayed = eligible & (steps == truncation)
+    longer = jnp.arange(length + 1)
+    inserted = longer == truncation + 1  # [B, L + 1]
+    source = jnp.minimum(longer - (longer > truncation + 1), length - 1)
+
+    def build(x, at_insert):
+        picked = jnp.take_along_axis(x, source.reshape(source.shape + (1,) * (x.ndim - 2)), 1)
+        at_insert = jnp.take_along_axis(
+            at_insert, truncation.reshape(truncation.shape + (1,) * (x.ndim - 2)), 1
+        )
+        return jnp.where(inserted.reshape(inserted.shape + (1,) * (x.ndim - 2)), at_insert, picked)
+
+    inputs = (
+        build(sequence.observation, sequence.final_observation),
+        build(reset, jnp.zeros_like(reset)),
+        build(sequence.prev_action, sequence.action),
+        build(sequence.prev_reward, sequence.reward),
+    )
+    position = steps + (steps > truncation)
+    return inputs, position, replayed
+
+
+class DQN:
+    """Recurrent double DQN over a gymnax-style env with discrete actions.
+
+    ``q_network`` is a ``Network`` with a ``DiscreteQNetwork`` head; ``buffer`` an episode buffer
+    from ``memorax.buffers`` whose ``sample_sequence_length`` is burn-in + sequence length +
+    n-step, sampling from any step (``sequence_starts="any"``); ``epsilon_schedule`` maps env steps
+    to the exploration rate.
+    """
+
+    def __init__(self, cfg, env, env_params, q_network, optimizer, buffer, epsilon_schedule):
+        self.cfg = cfg
+        self.env = EpisodeStatistics(env)
+        self.env_params = env_params
+        self.action_space = env.action_space(env_params)
+        if not isinstance(self.action_space, spaces.Discrete):
+            raise ValueError(f"--env-id {cfg.env_id}: DQN needs discrete actions")
+        self.q_network = q_network
+        self.optimizer = optimizer
+        self.buffer: EpisodeBuffer = buffer
+        self.epsilon_schedule = epsilon_schedule
+
+    def q_values(self, params, observation, reset, carry, prev_action, prev_reward):
+        """Q-values over sequences [E, T, ...] -> (carry, q [E, T, num_actions])."""
+        return self.q_network.apply(params, observation, reset, carry, prev_action, prev_reward)
+
+    # --- acting -------------------------------------------------------------------------------
+    def init(self, key: jax.Array) -> tuple[jax.Array, DQNState]:
+        key, env_key, init_key = jax.random.split(key, 3)
+        num_envs = self.cfg.num_envs
+        observation, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(env_key, num_envs), self.env_params
+        )
+        reset = jnp.ones((num_envs,), bool)
+        prev_action = zero_action(self.action_space, num_envs)
+        prev_reward = jnp.zeros((num_envs,))
+        carry = self.q_network.initialize_carry(num_envs)
+        params = self.q_network.init(
+            init_key, observation[:, None], reset[:, None], carry, prev_action[:, None],
+            prev_reward[:, None],
+        )  # fmt: skip
+        one = jax.tree.map(lambda x: x[0], carry)
+        item = Experience(
+            observation[0], prev_action[0], prev_reward[0], prev_action[0], prev_reward[0],
+            reset[0], reset[0], observation[0], one,
+        )  # fmt: skip
+        state = DQNState(
+            params, params, self.optimizer.init(params), self.buffer.init(item), env_state,
+            observation, reset, prev_action, prev_reward, carry, jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )  # fmt: skip
+        return key, state
+
+    def _env_step(self, state: DQNState, key: jax.Array, epsilon: jax.Array):
+        """One epsilon-greedy step of every env; the step goes into the buffer."""
+        explore_key, action_key, env_key = jax.random.split(key, 3)
+        carry, q = self.q_values(
+            state.params, state.observation[:, None], state.reset[:, None], state.carry,
+            state.prev_action[:, None], state.prev_reward[:, None],
+        )  # fmt: skip
+        num_envs = self.cfg.num_envs
+        random_action = jax.random.randint(action_key, (num_envs,), 0, self.action_space.n)
+        explore = jax.random.uniform(explore_key, (num_envs,)) < epsilon
+        action = jnp.where(explore, random_action, jnp.argmax(q[:, 0], axis=-1))
+        observation, env_state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(jax.random.split(env_key, num_envs), state.env_state, action, self.env_params)
+        step = Experience(
+            state.observation, state.prev_action, state.prev_reward, action, reward, terminated,
+            truncated, info["final_observation"], state.carry,
+        )  # fmt: skip
+        add = jax.tree.map(lambda x: x[:, None], (step, state.reset))
+        done = jnp.logical_or(terminated, truncated)
+        prev_action, prev_reward = next_step_inputs(done, action, reward)
+        state = state.replace(
+            buffer_state=self.buffer.add(state.buffer_state, *add),
+            env_state=env_state,
+            observation=observation,
+            reset=done,
+            prev_action=prev_action,
+            prev_reward=prev_reward,
+            carry=carry,
+            env_steps=state.env_steps + num_envs,
+        )
+        return state, (step, info)
+
+    def _act(self, state: DQNState, key: jax.Array, epsilon: jax.Array, num_steps: int):
+        def step(state, key):
+            return self._env_step(state, key, epsilon)
+
+        return jax.lax.scan(step, state, jax.random.split(key, num_steps))
+
+    def warmup(self, key: jax.Array, state: DQNState, num_steps: int):
+        """Fill the buffer with ``num_steps`` env steps per seed of uniformly random actions."""
+        key, act_key = jax.random.split(key)
+        state, _ = self._act(state, act_key, jnp.float32(1.0), num_steps // self.cfg.num_envs)
+        return key, state
+
+    # --- learning -----------------------------------------------------------------------------
+    def _loss(self, params, target_params, sample, weights):
+        """Double-DQN n-step loss over replayed sequences [B, L], each started from its stored
+        carry by both networks, the first burn_in steps without gradient."""
+        cfg = self.cfg
+        burn, trained = cfg.burn_in, cfg.sequence_length
+        sequence = sample.experience
+        start = jax.tree.map(lambda x: x[:, 0], sequence.carry)
+        # One replay serves both the continuing episodes and one truncation's bootstrap.
+        inputs, position, replayed = insert_final_observation(sequence, sample.reset, burn)
+
+        def replay(params, inputs, carry):
+            observation, reset, prev_action, prev_reward = inputs
+            return self.q_values(params, observation, reset, carry, prev_action, prev_reward)
+
+        # Burn-in only refreshes the stored carry: no gradient reaches it or flows through it.
+        carry, q_burn = start, None
+        if burn:
+            frozen = jax.lax.stop_gradient(params)
+            carry, q_burn = replay(frozen, jax.tree.map(lambda x: x[:, :burn], inputs), start)
+            carry = jax.lax.stop_gradient(carry)
+        _, q = replay(params, jax.tree.map(lambda x: x[:, burn:], inputs), carry)
+        q = q if q_burn is None else jnp.concatenate([q_burn, q], axis=1)  # [B, L + 1, A]
+        _, q_target = replay(target_params, inputs, start)
+        best = jnp.argmax(jax.lax.stop_gradient(q), axis=-1)
+        value = jnp.take_along_axis(q_target, best[..., None], axis=-1)[..., 0]  # [B, L + 1]
+        targets, valid = n_step_targets(
+            sequence.reward, sequence.terminated, sequence.truncated,
+            jnp.take_along_axis(value, position, axis=1), value[:, :-1], replayed,
+            cfg.gamma, cfg.n_step,
+        )  # fmt: skip
+        targets, valid = targets[:, burn:], valid[:, burn:]  # [B, sequence_length]
+        taken = sequence.action[:, burn : burn + trained]
+        q = jnp.take_along_axis(q, position[:, burn : burn + trained, None], axis=1)
+        q_taken = jnp.take_along_axis(q, taken[..., None], axis=-1)[..., 0]
+        td_error = q_taken - jax.lax.stop_gradient(targets)
+        per_step = 0.5 * jnp.square(td_error) * valid
+        per_sequence = per_step.sum(1) / jnp.maximum(valid.sum(1), 1)
+        loss = (weights * per_sequence).mean()
+        metrics = {"loss": loss, "q": q_taken.mean(), "valid_fraction": valid.mean()}
+        return loss, (td_error, valid, metrics)
+
+    def _update(self, state: DQNState, key: jax.Array):
+        """One gradient update on a sampled batch of sequences, then the target update."""
+        cfg = self.cfg
+        sample = self.buffer.sample(state.buffer_state, key)
+        if cfg.prioritised:
+            progress = (state.env_steps - cfg.learning_starts) / cfg.training_steps
+            beta = cfg.importance_exponent + (1.0 - cfg.importance_exponent) * progress
+            weights = compute_importance_weights(sample.probabilities, sample.num_starts, beta)
+        else:
+            weights = jnp.ones_like(sample.probabilities)
+        grads, (td_error, valid, metrics) = jax.grad(self._loss, has_aux=True)(
+            state.params, state.target_params, sample, weights
+        )
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        buffer_state = state.buffer_state
+        if cfg.prioritised:
+            priority = sequence_priority(td_error, cfg.priority_eta, valid) + 1e-6
+            buffer_state = self.buffer.set_priorities(buffer_state, sample.indices, priority)
+        updates_done = state.updates + 1
+        target_params = jax.lax.cond(
+            updates_done % cfg.target_update_period == 0,
+            lambda: optax.incremental_update(params, state.target_params, cfg.tau),
+            lambda: state.target_params,
+        )
+        state = state.replace(
+            params=params, target_params=target_params, opt_state=opt_state,
+            buffer_state=buffer_state, updates=updates_done,
+        )  # fmt: skip
+        return state, metrics
+
+    def _iteration(self, state: DQNState, key: jax.Array):
+        """train_frequency steps of every env, then gradient_steps updates."""
+        cfg = self.cfg
+        act_key, update_key = jax.random.split(key)
+        epsilon = self.epsilon_schedule(state.env_steps)
+        state, (steps, info) = self._act(state, act_key, epsilon, cfg.train_frequency)
+        state, metrics = jax.lax.scan(
+            self._update, state, jax.random.split(update_key, cfg.gradient_steps)
+        )
+        metrics = jax.tree.map(jnp.mean, metrics)
+        ended = info["returned_episode"]
+        metrics["epsilon"] = epsilon
+        metrics["episodes"] = ended.sum()
+        metrics["episode_return"] = mean_finished(info["returned_episode_returns"], ended)
+        transitions = Transition(
+            steps.observation, steps.action, steps.reward, steps.terminated | steps.truncated, info
+        )
+        return state, (transitions, metrics)
+
+    def train(self, key: jax.Array, state: DQNState, num_steps: int):
+        """Train for ``num_steps`` env steps per seed (a multiple of num_envs x train_frequency).
+
+        Returns (key, state, transitions): the last phase's steps ([train_frequency, num_envs]),
+        with ``info["metrics"]`` holding one row per phase."""
+        if num_steps % self.cfg.steps_per_update:
+            raise ValueError(
+                f"train(num_steps={num_steps}) must be a multiple of --num-envs x "
+                f"--train-frequency = {self.cfg.steps_per_update}"
+            )
+
+        def iteration(carry, _):
+            key, state = carry
+            key, step_key = jax.random.split(key)
+            state, outputs = self._iteration(state, step_key)
+            return (key, state), outputs
+
+        (key, state), (transitions, metrics) = jax.lax.scan(
+            iteration, (key, state), None, length=num_steps // self.cfg.steps_per_update
+        )
+        last = jax.tree.map(lambda x: x[-1], transitions)
+        return key, state, last.replace(info={**last.info, "metrics": metrics})
+
+    def evaluate(self, key: jax.Array, state: DQNState, num_steps: int):
+        """Greedy evaluation on eval_episodes fresh envs; returns (key, episode_return,
+        finished), each [eval_episodes], of each env's first episode."""
+        key, eval_key = jax.random.split(key)
+
+        def act(carry, observation, reset, prev_action, prev_reward):
+            carry, q = self.q_values(
+                state.params, observation, reset, carry, prev_action, prev_reward
+            )
+            return carry, jnp.argmax(q[:, 0], axis=-1)
+
+        num_envs = self.cfg.eval_episodes
+        returns, finished = greedy_episode_returns(
+            eval_key, self.env, self.env_params, act, self.q_network.initialize_carry(num_envs),
+            num_envs, num_steps,
+        )  # fmt: skip
+        return key, returns, finished
+
+
+def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
+    """Network, optimizer, buffer and schedule from the config: the one place they are chosen."""
+    action_space = env.action_space(env_params)
+    num_actions = getattr(action_space, "n", None)
+    if num_actions is None:
+        raise ValueError(f"--env-id {cfg.env_id} has continuous actions; DQN needs discrete ones")
+    q_network = Network(
+        FeatureExtractor(
+            observation_extractor=MLP(features=(cfg.hidden_size,)),
+            action_extractor=MLP(features=(32,)) if cfg.use_prev_action else None,
+            reward_extractor=MLP(features=(16,)) if cfg.use_prev_reward else None,
+            num_actions=num_actions,
+        ),
+        make_torso(cfg.torso, cfg.hidden_size, cfg.num_layers, cfg.context_length),
+        heads.DiscreteQNetwork(num_actions),
+    )
+    optimizer = optax.chain(
+        optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate)
+    )
+    sizes = dict(
+        max_length=cfg.buffer_size, min_length=cfg.learning_starts,
+        sample_batch_size=cfg.batch_size, sample_sequence_length=cfg.replay_length,
+        add_batch_size=cfg.num_envs, sequence_starts="any",
+    )  # fmt: skip
+    if cfg.prioritised:
+        buffer = make_prioritised_episode_buffer(**sizes, priority_exponent=cfg.priority_exponent)
+    else:
+        buffer = make_episode_buffer(**sizes)
+    epsilon_schedule = optax.linear_schedule(
+        cfg.epsilon_start,
+        cfg.epsilon_end,
+        int(cfg.exploration_fraction * cfg.total_timesteps),
+        transition_begin=cfg.learning_starts,
+    )
+    return DQN(cfg, env, env_params, q_network, optimizer, buffer, epsilon_schedule)
+
+
+def main() -> None:
+    cfg = tyro.cli(DQNConfig)
+    if cfg.load is not None:
+        return evaluate_saved(cfg)
+    check_divides_devices(cfg.num_seeds)
+    env, env_params = make(cfg.env_id)
+    agent = make_agent(cfg, env, env_params)
+    eval_steps = evaluation_steps(env_params)
+    progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
+
+    def run(key: jax.Array):
+        key, state = agent.init(key)
+        key, state = agent.warmup(key, state, cfg.learning_starts)
+
+        def chunk(carry, index):
+            key, state = carry
+            key, state, transitions = agent.train(key, state, cfg.eval_every)
+            key, returns, finished = agent.evaluate(key, state, eval_steps)
+            eval_return = mean_finished(returns, finished)
+            progress.report(index, eval_return)
+            return (key, state), (transitions.info["metrics"], eval_return)
+
+        (_, state), (metrics, eval_return) = jax.lax.scan(
+            chunk, (key, state), jnp.arange(cfg.num_evaluations)
+        )
+        metrics = jax.tree.map(lambda x: x.reshape(-1), metrics)  # [training phases]
+        return state.params, metrics, eval_return
+
+    print(
+        f"dqn_mamba: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
+        f"{cfg.total_timesteps:,} steps on {jax.local_device_count()} "
+        f"{jax.devices()[0].platform} device(s); compiling...",
+        flush=True,
+    )
+    (params, metrics, eval_return), timing = run_seeds(run, seed_keys(cfg.seed, cfg.num_seeds))
+    name = f"dqn_mamba-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}"
+    phases_per_eval = cfg.eval_every // cfg.steps_per_update
+    write_run(
+        cfg.output_dir, name, cfg, metrics, eval_return, params, timing,
+        steps_per_update=cfg.steps_per_update, updates_per_eval=phases_per_eval,
+        first_step=cfg.learning_starts,
+    )  # fmt: skip
+
+
+def evaluate_saved(cfg: DQNConfig) -> None:
+    """--load: rebuild the saved run's agent, restore its parameters, evaluate every seed."""
+    saved, checkpoint = read_run(cfg.load)
+    saved_cfg = dataclasses.replace(
+        DQNConfig(**{**saved, "load": None}), eval_episodes=cfg.eval_episodes
+    )
+    env, env_params = make(saved_cfg.env_id)
+    agent = make_agent(saved_cfg, env, env_params)
+    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+    _, states = jax.vmap(agent.init)(keys)
+    states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    evaluate = jax.jit(jax.vmap(lambda k, s: agent.evaluate(k, s, evaluation_steps(env_params))))
+    _, returns, finished = evaluate(keys, states)
+    per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished))
+    print(f"greedy evaluation of {cfg.load}: per-seed return {np.round(per_seed, 2).tolist()}")
+
+
+if __name__ == "__main__":
+    main()
