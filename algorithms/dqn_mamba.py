@@ -67,11 +67,11 @@ class DQNConfig:
     """Seeds trained at once in one compiled call (vmapped, sharded over devices)."""
     seed: int = 0
     """Base seed; seed i of the run uses key fold_in(key(seed), i)."""
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     """Adam step size."""
     buffer_size: int = 50_000
     """Replay capacity in env steps (all envs together); each keeps its torso carry."""
-    batch_size: int = 32
+    batch_size: int = 16
     """Sequences per gradient update."""
     sequence_length: int = 32
     """Trained steps per replayed sequence (burn-in and n-step lookahead come on top)."""
@@ -538,7 +538,7 @@ def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
             num_actions=num_actions,
         ),
         make_torso(cfg.torso, cfg.hidden_size, cfg.num_layers, cfg.context_length),
-        heads.DiscreteQNetwork(num_actions),
+        heads.DiscreteQNetwork(num_actions, features=(cfg.hidden_size,)),
     )
     optimizer = optax.chain(
         optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate)

@@ -83,12 +83,17 @@ class VNetwork(nn.Module):
 
 
 class DiscreteQNetwork(nn.Module):
-    """One Q-value per discrete action: [..., F] -> [..., action_dim]."""
+    """One Q-value per discrete action: [..., F] -> [..., action_dim], after optional ReLU
+    layers of widths ``features`` (they let a bounded torso output, a GRU's, say, reach large
+    values quickly)."""
 
     action_dim: int
+    features: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.features:
+            x = nn.relu(_dense(width, np.sqrt(2.0))(x))
         return _dense(self.action_dim, 1.0)(x)
 
 
