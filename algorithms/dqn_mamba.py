@@ -68,7 +68,10 @@ class DQNConfig:
     seed: int = 0
     """Base seed; seed i of the run uses key fold_in(key(seed), i)."""
     learning_rate: float = 1e-3
-    """Adam step size."""
+    """Adam step size (the start of the schedule when --anneal-lr)."""
+    anneal_lr: bool = True
+    """Anneal the learning rate linearly to zero over the training updates; DQN's greedy
+    policy oscillates late in training at a constant rate."""
     buffer_size: int = 50_000
     """Replay capacity in env steps (all envs together); each keeps its torso carry."""
     batch_size: int = 16
@@ -269,7 +272,8 @@ def insert_final_observation(sequence: Experience, reset: jax.Array, first_train
     """
     length = reset.shape[1]
     steps = jnp.arange(length)
-    eligible = sequence.truncated & (steps >= first_trained - 1) & (steps < length - 1)
+    ends_by_truncation = sequence.truncated & ~sequence.terminated
+    eligible = ends_by_truncation & (steps >= first_trained - 1) & (steps < length - 1)
     truncation = jnp.where(eligible.any(1), jnp.argmax(eligible, axis=1), length - 1)[:, None]
     replayed = eligible & (steps == truncation)
     longer = jnp.arange(length + 1)
@@ -540,9 +544,13 @@ def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
         make_torso(cfg.torso, cfg.hidden_size, cfg.num_layers, cfg.context_length),
         heads.DiscreteQNetwork(num_actions, features=(cfg.hidden_size,)),
     )
-    optimizer = optax.chain(
-        optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(cfg.learning_rate)
+    updates = cfg.training_steps // cfg.steps_per_update * cfg.gradient_steps
+    learning_rate = (
+        optax.linear_schedule(cfg.learning_rate, 0.0, updates)
+        if cfg.anneal_lr
+        else cfg.learning_rate
     )
+    optimizer = optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), optax.adam(learning_rate))
     sizes = dict(
         max_length=cfg.buffer_size, min_length=cfg.learning_starts,
         sample_batch_size=cfg.batch_size, sample_sequence_length=cfg.replay_length,

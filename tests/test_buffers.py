@@ -391,3 +391,34 @@ def test_jit_vmap_scan_over_seeds_matches_unbatched():
             batched,
             single(keys[seed]),
         )
+
+
+def test_docs_api_as_written():
+    """memorax-docs/core-concepts.md's buffer snippets, with a filled buffer in between."""
+    from memorax.buffers import (
+        compute_importance_weights,
+        make_episode_buffer,
+        make_prioritised_episode_buffer,
+    )
+
+    sizes = dict(max_length=100_000, min_length=1000, sample_batch_size=32,
+                 sample_sequence_length=16, add_batch_size=8)  # fmt: skip
+    assert make_episode_buffer(**sizes).row_length == 12_500
+    buffer = make_prioritised_episode_buffer(**sizes, priority_exponent=0.6)
+    item = {"observation": jnp.zeros(3), "reward": jnp.zeros(())}
+    state = buffer.init(item)
+    steps = jax.tree.map(lambda x: jnp.ones((8, 200) + x.shape), item)
+    reset = jnp.zeros((8, 200), bool).at[:, ::50].set(True)
+    state = buffer.add(state, steps, reset)
+    assert bool(buffer.can_sample(state))
+    key = jax.random.key(0)
+    sample = buffer.sample(state, key)
+    buffer_size = sample.num_starts
+    weights = compute_importance_weights(sample.probabilities, buffer_size, beta=0.4)
+    assert float(weights.max()) == pytest.approx(1.0)
+    td_errors = jnp.arange(32.0)
+    state = buffer.set_priorities(state, sample.indices, jnp.abs(td_errors) + 1e-6)
+    flat = state.priority.reshape(-1)[sample.indices]
+    assert bool(jnp.all(sample.reset[:, 0]))  # the docs' buffer starts at episode starts
+    assert float(state.max_priority) == pytest.approx(31.0 + 1e-6)
+    assert float(flat.max()) == pytest.approx(31.0 + 1e-6)
