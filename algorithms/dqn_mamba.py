@@ -13,13 +13,11 @@ no loss); the reset flags travel with the sequence; n-step returns stop at termi
 bootstrap through truncation from the final observation, seen with the episode's own carry.
 """
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tyro
 from flax import struct
@@ -33,10 +31,17 @@ from memorax.buffers import (
     sequence_priority,
 )
 from memorax.environments import EpisodeStatistics, make, registered_envs
-from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
+from memorax.experiment import (
+    Progress,
+    check_divides_devices,
+    evaluate_saved_run,
+    run_seeds,
+    seed_keys,
+    train_with_evaluations,
+)
 from memorax.networks import MLP, FeatureExtractor, Network, heads
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.results import load_checkpoint, read_run, write_run
+from memorax.results import write_run
 from memorax.rollout import (
     Transition,
     evaluation_steps,
@@ -572,31 +577,16 @@ def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
 def main() -> None:
     cfg = tyro.cli(DQNConfig)
     if cfg.load is not None:
-        return evaluate_saved(cfg)
+        evaluate_saved_run(cfg.load, DQNConfig, make_agent, cfg.seed, cfg.eval_episodes)
+        return
     check_divides_devices(cfg.num_seeds)
     env, env_params = make(cfg.env_id)
     agent = make_agent(cfg, env, env_params)
-    eval_steps = evaluation_steps(env_params)
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
-
-    def run(key: jax.Array):
-        key, state = agent.init(key)
-        key, state = agent.warmup(key, state, cfg.learning_starts)
-
-        def chunk(carry, index):
-            key, state = carry
-            key, state, transitions = agent.train(key, state, cfg.eval_every)
-            key, returns, finished = agent.evaluate(key, state, eval_steps)
-            eval_return = mean_finished(returns, finished)
-            progress.report(index, eval_return)
-            return (key, state), (transitions.info["metrics"], eval_return)
-
-        (_, state), (metrics, eval_return) = jax.lax.scan(
-            chunk, (key, state), jnp.arange(cfg.num_evaluations)
-        )
-        metrics = jax.tree.map(lambda x: x.reshape(-1), metrics)  # [training phases]
-        return state.params, metrics, eval_return
-
+    run = train_with_evaluations(
+        agent, cfg.learning_starts, cfg.eval_every, cfg.num_evaluations,
+        evaluation_steps(env_params), progress,
+    )  # fmt: skip
     print(
         f"dqn_mamba: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
         f"{cfg.total_timesteps:,} steps on {jax.local_device_count()} "
@@ -611,23 +601,6 @@ def main() -> None:
         steps_per_update=cfg.steps_per_update, updates_per_eval=phases_per_eval,
         first_step=cfg.learning_starts,
     )  # fmt: skip
-
-
-def evaluate_saved(cfg: DQNConfig) -> None:
-    """--load: rebuild the saved run's agent, restore its parameters, evaluate every seed."""
-    saved, checkpoint = read_run(cfg.load)
-    saved_cfg = dataclasses.replace(
-        DQNConfig(**{**saved, "load": None}), eval_episodes=cfg.eval_episodes
-    )
-    env, env_params = make(saved_cfg.env_id)
-    agent = make_agent(saved_cfg, env, env_params)
-    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
-    _, states = jax.vmap(agent.init)(keys)
-    states = states.replace(params=load_checkpoint(checkpoint, states.params))
-    evaluate = jax.jit(jax.vmap(lambda k, s: agent.evaluate(k, s, evaluation_steps(env_params))))
-    _, returns, finished = evaluate(keys, states)
-    per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished))
-    print(f"greedy evaluation of {cfg.load}: per-seed return {np.round(per_seed, 2).tolist()}")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ at episode starts; GAE bootstraps through truncation from the value of the final
 never through termination.
 """
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +25,22 @@ from flax import struct
 from gymnax.environments import spaces
 
 from memorax.environments import EpisodeStatistics, make, registered_envs
-from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
+from memorax.experiment import (
+    Progress,
+    check_divides_devices,
+    evaluate_saved_run,
+    run_seeds,
+    seed_keys,
+    train_with_evaluations,
+)
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.results import load_checkpoint, read_run, write_run
+from memorax.results import write_run
 from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import (
     Transition,
     evaluation_steps,
     greedy_episode_returns,
-    mean_finished,
     next_step_inputs,
     zero_action,
 )
@@ -539,31 +544,16 @@ def make_agent(cfg: PPOConfig, env, env_params) -> PPO:
 def main() -> None:
     cfg = tyro.cli(PPOConfig)
     if cfg.load is not None:
-        return evaluate_saved(cfg)
+        evaluate_saved_run(cfg.load, PPOConfig, make_agent, cfg.seed, cfg.eval_episodes)
+        return
     check_divides_devices(cfg.num_seeds)
     env, env_params = make(cfg.env_id)
     agent = make_agent(cfg, env, env_params)
-    eval_steps = evaluation_steps(env_params)
     steps_per_chunk = cfg.eval_every * cfg.batch_size
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, steps_per_chunk)
-
-    def run(key: jax.Array):
-        key, state = agent.init(key)
-
-        def chunk(carry, index):
-            key, state = carry
-            key, state, transitions = agent.train(key, state, steps_per_chunk)
-            key, returns, finished = agent.evaluate(key, state, eval_steps)
-            eval_return = mean_finished(returns, finished)
-            progress.report(index, eval_return)
-            return (key, state), (transitions.info["metrics"], eval_return)
-
-        (_, state), (metrics, eval_return) = jax.lax.scan(
-            chunk, (key, state), jnp.arange(cfg.num_evaluations)
-        )
-        metrics = jax.tree.map(lambda x: x.reshape(-1), metrics)  # [num_updates]
-        return state.params, metrics, eval_return
-
+    run = train_with_evaluations(
+        agent, 0, steps_per_chunk, cfg.num_evaluations, evaluation_steps(env_params), progress
+    )
     print(
         f"ppo_rnn: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
         f"{cfg.total_timesteps:,} steps on {jax.local_device_count()} "
@@ -575,24 +565,6 @@ def main() -> None:
         cfg.output_dir, f"ppo_rnn-{cfg.env_id}-{cfg.torso}", cfg, metrics, eval_return, params,
         timing, steps_per_update=cfg.batch_size, updates_per_eval=cfg.eval_every,
     )  # fmt: skip
-
-
-def evaluate_saved(cfg: PPOConfig) -> None:
-    """--load: rebuild the saved run's agent, restore its parameters, evaluate every seed."""
-    saved, checkpoint = read_run(cfg.load)
-    saved_cfg = dataclasses.replace(
-        PPOConfig(**{**saved, "load": None}), eval_episodes=cfg.eval_episodes
-    )
-    env, env_params = make(saved_cfg.env_id)
-    agent = make_agent(saved_cfg, env, env_params)
-    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
-    _, states = jax.vmap(agent.init)(keys)
-    params = load_checkpoint(checkpoint, states.params)
-    states = states.replace(params=params)
-    evaluate = jax.jit(jax.vmap(lambda k, s: agent.evaluate(k, s, evaluation_steps(env_params))))
-    _, returns, finished = evaluate(keys, states)
-    per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished))
-    print(f"greedy evaluation of {cfg.load}: per-seed return {np.round(per_seed, 2).tolist()}")
 
 
 if __name__ == "__main__":

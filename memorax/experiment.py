@@ -123,3 +123,69 @@ def machine_info() -> dict[str, Any]:
         "devices": [str(device) for device in jax.devices()],
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def evaluate_saved_run(
+    run_dir: str, config_type: type, make_agent: Callable, seed: int, eval_episodes: int
+) -> np.ndarray:
+    """A script's ``--load``: rebuild the saved run's agent from its config.json, restore every
+    seed's parameters from its checkpoint, evaluate each seed greedily on ``eval_episodes`` fresh
+    envs and print the per-seed returns. ``make_agent(cfg, env, env_params)`` builds an agent
+    with the scripts' ``init`` and ``evaluate``; its state has ``params``."""
+    import dataclasses
+
+    from memorax.environments import make
+    from memorax.results import load_checkpoint, read_run
+    from memorax.rollout import evaluation_steps, mean_finished
+
+    saved, checkpoint = read_run(run_dir)
+    cfg = dataclasses.replace(config_type(**{**saved, "load": None}), eval_episodes=eval_episodes)
+    env, env_params = make(cfg.env_id)
+    agent = make_agent(cfg, env, env_params)
+    keys = seed_keys(seed, cfg.num_seeds)
+    _, states = jax.vmap(agent.init)(keys)
+    states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    steps = evaluation_steps(env_params)
+    evaluate = jax.jit(jax.vmap(lambda key, state: agent.evaluate(key, state, steps)))
+    _, returns, finished = evaluate(keys, states)
+    per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished))
+    print(f"greedy evaluation of {run_dir}: per-seed return {np.round(per_seed, 2).tolist()}")
+    return per_seed
+
+
+def train_with_evaluations(
+    agent: Any,
+    warmup_steps: int,
+    steps_per_evaluation: int,
+    num_evaluations: int,
+    evaluation_steps: int,
+    progress: Progress,
+) -> Callable[[jax.Array], tuple[Any, Any, jax.Array]]:
+    """The one-seed run every script compiles: ``init``, ``warmup`` (off-policy: fill the buffer),
+    then ``num_evaluations`` times ``train`` for ``steps_per_evaluation`` env steps followed by a
+    greedy ``evaluate`` of ``evaluation_steps`` steps, reported to ``progress``.
+
+    Returns ``run(key) -> (params, metrics, eval_return)``: metrics leaves [updates] (the
+    ``train`` calls' ``info["metrics"]`` rows end to end), eval_return [num_evaluations] (NaN
+    where no evaluation episode finished). Hand it to ``run_seeds``.
+    """
+    from memorax.rollout import mean_finished
+
+    def run(key: jax.Array):
+        key, state = agent.init(key)
+        key, state = agent.warmup(key, state, warmup_steps)
+
+        def chunk(carry, index):
+            key, state = carry
+            key, state, transitions = agent.train(key, state, steps_per_evaluation)
+            key, returns, finished = agent.evaluate(key, state, evaluation_steps)
+            eval_return = mean_finished(returns, finished)
+            progress.report(index, eval_return)
+            return (key, state), (transitions.info["metrics"], eval_return)
+
+        (_, state), (metrics, eval_return) = jax.lax.scan(
+            chunk, (key, state), np.arange(num_evaluations)
+        )
+        return state.params, jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return
+
+    return run
