@@ -342,5 +342,42 @@ def test_mamba_learns_position_only_cartpole_and_beats_its_memoryless_twin():
     assert interquartile_mean(mlp) <= MLP_CEILING, mlp
 
 
-MAMBA_THRESHOLD = 100.0
+MAMBA_THRESHOLD = 150.0  # measured 241.8 (seeds 0, 1: 244.6, 239.0); the MLP twin 42.5
 MLP_CEILING = 80.0
+
+
+def test_docs_api_with_user_built_parts():
+    """DQN(cfg, env, env_params, q_network, optimizer, buffer, epsilon_schedule) from parts a user
+    builds (the issue's API), then init -> warmup -> train -> evaluate."""
+    import optax
+
+    from memorax.buffers import make_episode_buffer
+    from memorax.networks import MLP, FeatureExtractor, Network, heads
+    from memorax.networks.sequence_models import Mamba
+
+    cfg = tiny_config(torso="mamba")
+    env, env_params = make(cfg.env_id)
+    q_network = Network(
+        feature_extractor=FeatureExtractor(observation_extractor=MLP(features=(16,))),
+        torso=Mamba(hidden_dim=16),
+        head=heads.DiscreteQNetwork(action_dim=2),
+    )
+    buffer = make_episode_buffer(
+        max_length=cfg.buffer_size, min_length=cfg.learning_starts,
+        sample_batch_size=cfg.batch_size, sample_sequence_length=cfg.replay_length,
+        add_batch_size=cfg.num_envs, sequence_starts="any",
+    )  # fmt: skip
+    epsilon = optax.linear_schedule(1.0, 0.05, 1000)
+    agent = DQN(cfg, env, env_params, q_network, optax.adam(1e-3), buffer, epsilon)
+    key, state = agent.init(jax.random.key(0))
+    key, state = agent.warmup(key, state, cfg.learning_starts)
+    assert bool(buffer.can_sample(state.buffer_state))
+    key, trained, transitions = agent.train(key, state, cfg.training_steps)
+    assert int(trained.updates) == cfg.training_steps // cfg.steps_per_update
+    assert int(trained.env_steps) == cfg.total_timesteps
+    assert transitions.observation.shape == (cfg.train_frequency, cfg.num_envs, 2)
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, trained.params)
+    assert all(jax.tree.leaves(changed))
+    _, returns, finished = agent.evaluate(key, trained, 200)
+    assert returns.shape == (cfg.eval_episodes,) and bool(finished.all())
+    assert bool(jnp.all(returns >= 1.0))
