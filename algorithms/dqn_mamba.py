@@ -320,7 +320,19 @@ class DQN:
             raise ValueError(f"--env-id {cfg.env_id}: DQN needs discrete actions")
         self.q_network = q_network
         self.optimizer = optimizer
+        if (buffer.sample_sequence_length, buffer.add_batch_size) != (
+            cfg.replay_length,
+            cfg.num_envs,
+        ):
+            raise ValueError(
+                f"the buffer samples sequences of {buffer.sample_sequence_length} steps from "
+                f"{buffer.add_batch_size} env rows; this config replays --burn-in + "
+                f"--sequence-length + --n-step = {cfg.replay_length} steps of --num-envs "
+                f"{cfg.num_envs} envs"
+            )
         self.buffer: EpisodeBuffer = buffer
+        # The buffer, not a flag, says whether replay is prioritised.
+        self.prioritised = buffer.priority_exponent is not None
         self.epsilon_schedule = epsilon_schedule
 
     def q_values(self, params, observation, reset, carry, prev_action, prev_reward):
@@ -445,7 +457,7 @@ class DQN:
         """One gradient update on a sampled batch of sequences, then the target update."""
         cfg = self.cfg
         sample = self.buffer.sample(state.buffer_state, key)
-        if cfg.prioritised:
+        if self.prioritised:
             progress = (state.env_steps - cfg.learning_starts) / cfg.training_steps
             beta = cfg.importance_exponent + (1.0 - cfg.importance_exponent) * progress
             weights = compute_importance_weights(sample.probabilities, sample.num_starts, beta)
@@ -457,7 +469,7 @@ class DQN:
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         buffer_state = state.buffer_state
-        if cfg.prioritised:
+        if self.prioritised:
             priority = sequence_priority(td_error, cfg.priority_eta, valid) + 1e-6
             buffer_state = self.buffer.set_priorities(buffer_state, sample.indices, priority)
         updates_done = state.updates + 1

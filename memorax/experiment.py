@@ -1,9 +1,11 @@
-"""Running one compiled training call for many seeds: keys, device sharding, progress, timing.
+"""Running one compiled training call for many seeds: keys, device sharding, progress, timing,
+the one-seed run loop every script compiles, and re-evaluating a saved run (``--load``).
 
 A script builds ``run(key) -> outputs`` for one seed and hands it to ``run_seeds``, which vmaps
 it over seeds, shards the seed axis over the local devices, compiles it once and runs it.
 """
 
+import dataclasses
 import sys
 import threading
 import time
@@ -14,6 +16,10 @@ from typing import Any
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from memorax.environments import make
+from memorax.results import load_checkpoint, read_run
+from memorax.rollout import evaluation_steps, mean_finished
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -132,12 +138,6 @@ def evaluate_saved_run(
     seed's parameters from its checkpoint, evaluate each seed greedily on ``eval_episodes`` fresh
     envs and print the per-seed returns. ``make_agent(cfg, env, env_params)`` builds an agent
     with the scripts' ``init`` and ``evaluate``; its state has ``params``."""
-    import dataclasses
-
-    from memorax.environments import make
-    from memorax.results import load_checkpoint, read_run
-    from memorax.rollout import evaluation_steps, mean_finished
-
     saved, checkpoint = read_run(run_dir)
     cfg = dataclasses.replace(config_type(**{**saved, "load": None}), eval_episodes=eval_episodes)
     env, env_params = make(cfg.env_id)
@@ -169,7 +169,6 @@ def train_with_evaluations(
     ``train`` calls' ``info["metrics"]`` rows end to end), eval_return [num_evaluations] (NaN
     where no evaluation episode finished). Hand it to ``run_seeds``.
     """
-    from memorax.rollout import mean_finished
 
     def run(key: jax.Array):
         key, state = agent.init(key)

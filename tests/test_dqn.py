@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from algorithms.dqn_mamba import DQN, DQNConfig, make_agent, n_step_targets
-from memorax.buffers import sequence_priority
+from memorax.buffers import make_episode_buffer, sequence_priority
 from memorax.environments import make
 from memorax.experiment import run_seeds, seed_keys
 from memorax.statistics import interquartile_mean
@@ -279,6 +279,18 @@ def test_continuous_actions_are_refused_with_the_reason():
         make_agent(cfg, env, env_params)
 
 
+def test_a_buffer_that_does_not_fit_the_config_is_refused():
+    cfg = tiny_config()
+    env, env_params = make(cfg.env_id)
+    agent = make_agent(cfg, env, env_params)
+    short = make_episode_buffer(
+        max_length=cfg.buffer_size, min_length=cfg.learning_starts, sample_batch_size=8,
+        sample_sequence_length=cfg.replay_length - 1, add_batch_size=cfg.num_envs,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"replays --burn-in \+ --sequence-length \+ --n-step"):
+        DQN(cfg, env, env_params, agent.q_network, agent.optimizer, short, agent.epsilon_schedule)
+
+
 def _script(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "algorithms" / "dqn_mamba.py"), *args],
@@ -351,7 +363,6 @@ def test_docs_api_with_user_built_parts():
     builds (the issue's API), then init -> warmup -> train -> evaluate."""
     import optax
 
-    from memorax.buffers import make_episode_buffer
     from memorax.networks import MLP, FeatureExtractor, Network, heads
     from memorax.networks.sequence_models import Mamba
 
