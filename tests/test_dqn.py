@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms.dqn_mamba import DQN, DQNConfig, make_agent, n_step_targets
+from algorithms.dqn_mamba import DQN, DQNConfig, make_agent
 from memorax.buffers import make_episode_buffer, sequence_priority
 from memorax.environments import make
 from memorax.experiment import run_seeds, seed_keys
+from memorax.replay import n_step_targets
 from memorax.statistics import interquartile_mean
 
 REPO = Path(__file__).resolve().parents[1]
