@@ -55,14 +55,19 @@ class SquashedGaussianDistribution(distrax.Transformed):
 
 
 class SquashedGaussian(nn.Module):
-    """Tanh-squashed Gaussian policy (SAC) whose actions lie in [action_low, action_high]."""
+    """Tanh-squashed Gaussian policy (SAC) whose actions lie in [action_low, action_high],
+    after optional ReLU layers of widths ``features`` (a linear memory such as S5 gives the
+    policy no nonlinearity of its own)."""
 
     action_dim: int
     action_low: float | Sequence[float] = -1.0
     action_high: float | Sequence[float] = 1.0
+    features: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> SquashedGaussianDistribution:
+        for width in self.features:
+            x = nn.relu(_dense(width, np.sqrt(2.0))(x))
         low = jnp.broadcast_to(jnp.asarray(self.action_low, jnp.float32), (self.action_dim,))
         high = jnp.broadcast_to(jnp.asarray(self.action_high, jnp.float32), (self.action_dim,))
         mean = _dense(self.action_dim, 0.01)(x)
