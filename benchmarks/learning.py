@@ -27,6 +27,7 @@ NUM_SEEDS = 4
 BUDGETS = {
     "ppo_rnn": {"CartPole-P-v1": 500_000, "RepeatPreviousEasy": 2_000_000},
     "dqn_mamba": {"CartPole-P-v1": 500_000, "RepeatPreviousEasy": 1_000_000},
+    "sac_s5": {"Pendulum-v1": 30_000, "Pendulum-P-v1": 100_000},
 }
 ROWS = {
     "ppo_rnn": [
@@ -40,7 +41,17 @@ ROWS = {
         "CartPole-P-v1:mlp:prioritised", "RepeatPreviousEasy:mamba:prioritised",
         "RepeatPreviousEasy:mlp:prioritised", "CartPole-P-v1:gru",
     ],
+    "sac_s5": [
+        "Pendulum-v1:mlp", "Pendulum-P-v1:s5", "Pendulum-P-v1:mlp", "Pendulum-v1:s5",
+    ],
 }  # fmt: skip
+
+
+EVALUATION = {
+    "ppo_rnn": "greedy evaluation",
+    "dqn_mamba": "greedy evaluation",
+    "sac_s5": "deterministic evaluation (the mean action)",
+}
 
 
 def results_dir(script: str) -> Path:
@@ -80,8 +91,9 @@ def write_table(script: str, rows: dict[str, dict]) -> None:
     write_json(results / "table.json", {"machine": machine, "rows": ordered})
     replay = script == "dqn_mamba"
     lines = [
-        "| task | torso |" + (" replay |" if replay else "") + " env steps | final greedy "
-        "return, IQM [95% CI] | per seed | compile (s) | env steps/s |",
+        "| task | torso |" + (" replay |" if replay else "") + " env steps | final "
+        f"{EVALUATION[script].split()[0]} return, IQM [95% CI] | per seed | compile (s) | "
+        "env steps/s |",
         "|---|---|" + ("---|" if replay else "") + "---:|---|---|---:|---:|",
     ]
     for row in ordered:
@@ -96,7 +108,8 @@ def write_table(script: str, rows: dict[str, dict]) -> None:
         )
     lines += [
         "",
-        f"{NUM_SEEDS} seeds per row in one compiled run, greedy evaluation on 32 episodes; "
+        f"{NUM_SEEDS} seeds per row in one compiled run, {EVALUATION[script]} on 32 "
+        "episodes; "
         f"default flags of algorithms/{script}.py otherwise; env steps/s counts every seed's "
         f"steps over the whole run. Machine: {machine['cpu']}, "
         f"{machine['cpu_count']} cores, jax {machine['jax']}, {machine['date']}.",
