@@ -495,7 +495,7 @@ def test_cli_help_and_errors_before_compiling():
 @pytest.mark.timeout(400)
 def test_main_writes_results_and_load_evaluates_them(tmp_path):
     done = _script(
-        "--torso", "s5", "--hidden-size", "16", "--critic-head-size", "16", "--num-envs", "4",
+        "--torso", "gru", "--hidden-size", "16", "--critic-head-size", "16", "--num-envs", "4",
         "--batch-size", "6", "--sequence-length", "6", "--burn-in", "3", "--buffer-size", "512",
         "--learning-starts", "256", "--total-timesteps", "320", "--eval-every", "32",
         "--num-seeds", "2", "--eval-episodes", "4", "--output-dir", str(tmp_path),
@@ -518,8 +518,9 @@ def test_main_writes_results_and_load_evaluates_them(tmp_path):
 
 @pytest.mark.timeout(600)
 def test_s5_learns_position_only_pendulum_and_beats_its_memoryless_twin():
-    """About three minutes: 2 seeds x 40,000 steps with S5, then its MLP twin; deterministic
-    evaluation. Without memory the pendulum's velocity is unknown and the swing-up fails."""
+    """About three minutes (S5 134 s, MLP 44 s on 2 cores): 2 seeds x 40,000 steps each;
+    deterministic evaluation. Without memory the pendulum's velocity is unknown and the
+    swing-up fails."""
 
     def final_returns(torso: str) -> np.ndarray:
         cfg = SACConfig(torso=torso, total_timesteps=LEARNING_STEPS, num_seeds=2)
@@ -541,8 +542,8 @@ def test_s5_learns_position_only_pendulum_and_beats_its_memoryless_twin():
 
 
 LEARNING_STEPS = 40_000
-S5_THRESHOLD = -400.0
-MLP_CEILING = -600.0
+S5_THRESHOLD = -400.0  # measured -211.0 (seeds 0, 1: -248.3, -173.7); S5 solves it by ~40k
+MLP_CEILING = -600.0  # measured -1272.9 (-1384.1, -1161.7)
 
 
 def test_docs_api_with_user_built_parts():
