@@ -34,9 +34,11 @@ from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import (
     Progress,
     check_divides_devices,
+    check_replay_schedule,
     evaluate_saved_run,
     run_seeds,
     seed_keys,
+    train_in_rounds,
     train_with_evaluations,
 )
 from memorax.networks import MLP, FeatureExtractor, Network, heads
@@ -144,34 +146,13 @@ class DQNConfig:
                 raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
         if self.burn_in < 0:
             raise ValueError("--burn-in must be at least 0")
-        step = self.steps_per_update
-        for flag in ("learning_starts", "eval_every", "buffer_size"):
-            if getattr(self, flag) % step:
-                raise ValueError(
-                    f"--{flag.replace('_', '-')} ({getattr(self, flag)}) must be a multiple of "
-                    f"--num-envs x --train-frequency = {step} env steps"
-                )
-        if self.total_timesteps <= self.learning_starts:
-            raise ValueError(
-                f"--total-timesteps ({self.total_timesteps}) must exceed --learning-starts "
-                f"({self.learning_starts})"
-            )
-        if self.training_steps % self.eval_every:
-            raise ValueError(
-                f"--eval-every ({self.eval_every}) must divide the {self.training_steps} "
-                f"training steps (--total-timesteps - --learning-starts)"
-            )
-        if self.replay_length > self.buffer_size // self.num_envs:
-            raise ValueError(
-                f"a replayed sequence (--burn-in + --sequence-length + --n-step = "
-                f"{self.replay_length}) must fit in one env's share of --buffer-size "
-                f"({self.buffer_size // self.num_envs}); raise --buffer-size"
-            )
-        if self.learning_starts < self.replay_length * self.num_envs:
-            raise ValueError(
-                f"--learning-starts ({self.learning_starts}) must hold one replayed sequence per "
-                f"env (at least {self.replay_length * self.num_envs} env steps)"
-            )
+        check_replay_schedule(
+            num_envs=self.num_envs, total_timesteps=self.total_timesteps,
+            learning_starts=self.learning_starts, eval_every=self.eval_every,
+            buffer_size=self.buffer_size, steps_per_round=self.steps_per_update,
+            round_flags="--num-envs x --train-frequency", replay_length=self.replay_length,
+            replay_flags="--burn-in + --sequence-length + --n-step",
+        )  # fmt: skip
         if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError("--gamma and --tau must lie in (0, 1]")
         if not 0.0 <= self.epsilon_end <= 1.0 or not 0.0 <= self.epsilon_start <= 1.0:
@@ -442,23 +423,10 @@ class DQN:
 
         Returns (key, state, transitions): the last phase's steps ([train_frequency, num_envs]),
         with ``info["metrics"]`` holding one row per phase."""
-        if num_steps % self.cfg.steps_per_update:
-            raise ValueError(
-                f"train(num_steps={num_steps}) must be a multiple of --num-envs x "
-                f"--train-frequency = {self.cfg.steps_per_update}"
-            )
-
-        def iteration(carry, _):
-            key, state = carry
-            key, step_key = jax.random.split(key)
-            state, outputs = self._iteration(state, step_key)
-            return (key, state), outputs
-
-        (key, state), (transitions, metrics) = jax.lax.scan(
-            iteration, (key, state), None, length=num_steps // self.cfg.steps_per_update
-        )
-        last = jax.tree.map(lambda x: x[-1], transitions)
-        return key, state, last.replace(info={**last.info, "metrics": metrics})
+        return train_in_rounds(
+            self._iteration, key, state, num_steps, self.cfg.steps_per_update,
+            "--num-envs x --train-frequency",
+        )  # fmt: skip
 
     def evaluate(self, key: jax.Array, state: DQNState, num_steps: int):
         """Greedy evaluation on eval_episodes fresh envs; returns (key, episode_return,

@@ -31,6 +31,7 @@ from memorax.experiment import (
     evaluate_saved_run,
     run_seeds,
     seed_keys,
+    train_in_rounds,
     train_with_evaluations,
 )
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
@@ -463,23 +464,9 @@ class PPO:
         """Train for ``num_steps`` env steps per seed (a multiple of num_envs x num_steps).
 
         Resumable: train(n1) then train(n2) gives the same state as train(n1 + n2)."""
-        if num_steps % self.cfg.batch_size:
-            raise ValueError(
-                f"train(num_steps={num_steps}) must be a multiple of --num-envs x --num-steps "
-                f"= {self.cfg.batch_size}"
-            )
-
-        def update(carry, _):
-            key, state = carry
-            key, update_key = jax.random.split(key)
-            state, outputs = self._update(state, update_key)
-            return (key, state), outputs
-
-        (key, state), (transitions, metrics) = jax.lax.scan(
-            update, (key, state), None, length=num_steps // self.cfg.batch_size
+        return train_in_rounds(
+            self._update, key, state, num_steps, self.cfg.batch_size, "--num-envs x --num-steps"
         )
-        last = jax.tree.map(lambda x: x[-1], transitions)
-        return key, state, last.replace(info={**last.info, "metrics": metrics})
 
     def evaluate(self, key: jax.Array, state: PPOState, num_steps: int):
         """Greedy evaluation: eval_episodes fresh envs, the policy's mode, ``num_steps`` steps.

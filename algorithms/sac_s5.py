@@ -32,9 +32,11 @@ from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import (
     Progress,
     check_divides_devices,
+    check_replay_schedule,
     evaluate_saved_run,
     run_seeds,
     seed_keys,
+    train_in_rounds,
     train_with_evaluations,
 )
 from memorax.networks import MLP, FeatureExtractor, Network, heads
@@ -148,40 +150,13 @@ class SACConfig:
                 f"--utd-ratio {self.utd_ratio} x --num-envs {self.num_envs} must be a ratio of "
                 f"small whole numbers (updates : steps of the envs), e.g. 0.25 or 0.5"
             )
-        step = self.steps_per_iteration
-        if self.buffer_size % self.num_envs:
-            raise ValueError(
-                f"--buffer-size ({self.buffer_size}) must be a multiple of --num-envs "
-                f"({self.num_envs}): each env gets an equal share"
-            )
-        for flag in ("learning_starts", "eval_every"):
-            if getattr(self, flag) % step:
-                raise ValueError(
-                    f"--{flag.replace('_', '-')} ({getattr(self, flag)}) must be a multiple of "
-                    f"the {step} env steps between rounds of updates (--num-envs x the steps "
-                    f"per round that --utd-ratio sets)"
-                )
-        if self.total_timesteps <= self.learning_starts:
-            raise ValueError(
-                f"--total-timesteps ({self.total_timesteps}) must exceed --learning-starts "
-                f"({self.learning_starts})"
-            )
-        if self.training_steps % self.eval_every:
-            raise ValueError(
-                f"--eval-every ({self.eval_every}) must divide the {self.training_steps} "
-                f"training steps (--total-timesteps - --learning-starts)"
-            )
-        if self.replay_length > self.buffer_size // self.num_envs:
-            raise ValueError(
-                f"a replayed sequence (--burn-in + --sequence-length + 1 = {self.replay_length}) "
-                f"must fit in one env's share of --buffer-size "
-                f"({self.buffer_size // self.num_envs}); raise --buffer-size"
-            )
-        if self.learning_starts < self.replay_length * self.num_envs:
-            raise ValueError(
-                f"--learning-starts ({self.learning_starts}) must hold one replayed sequence per "
-                f"env (at least {self.replay_length * self.num_envs} env steps)"
-            )
+        check_replay_schedule(
+            num_envs=self.num_envs, total_timesteps=self.total_timesteps,
+            learning_starts=self.learning_starts, eval_every=self.eval_every,
+            buffer_size=self.buffer_size, steps_per_round=self.steps_per_iteration,
+            round_flags="--num-envs x the env steps per round that --utd-ratio sets",
+            replay_length=self.replay_length, replay_flags="--burn-in + --sequence-length + 1",
+        )  # fmt: skip
         if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError("--gamma and --tau must lie in (0, 1]")
 
@@ -606,23 +581,10 @@ class SAC:
 
         Returns (key, state, transitions): the last round's steps, with ``info["metrics"]``
         holding one row per round."""
-        if num_steps % self.cfg.steps_per_iteration:
-            raise ValueError(
-                f"train(num_steps={num_steps}) must be a multiple of the "
-                f"{self.cfg.steps_per_iteration} env steps per round of updates"
-            )
-
-        def iteration(carry, _):
-            key, state = carry
-            key, step_key = jax.random.split(key)
-            state, outputs = self._iteration(state, step_key)
-            return (key, state), outputs
-
-        (key, state), (transitions, metrics) = jax.lax.scan(
-            iteration, (key, state), None, length=num_steps // self.cfg.steps_per_iteration
-        )
-        last = jax.tree.map(lambda x: x[-1], transitions)
-        return key, state, last.replace(info={**last.info, "metrics": metrics})
+        return train_in_rounds(
+            self._iteration, key, state, num_steps, self.cfg.steps_per_iteration,
+            "--num-envs x the env steps per round that --utd-ratio sets",
+        )  # fmt: skip
 
     def evaluate(self, key: jax.Array, state: SACState, num_steps: int):
         """Deterministic evaluation (the squashed mean action) on eval_episodes fresh envs;

@@ -188,3 +188,91 @@ def train_with_evaluations(
         return state.params, jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return
 
     return run
+
+
+def train_in_rounds(
+    round_fn: Callable[[Any, jax.Array], tuple[Any, tuple[Any, Any]]],
+    key: jax.Array,
+    state: Any,
+    num_steps: int,
+    steps_per_round: int,
+    round_flags: str,
+) -> tuple[jax.Array, Any, Any]:
+    """A script's ``train``: ``num_steps // steps_per_round`` rounds of
+    ``round_fn(state, key) -> (state, (transitions, metrics))`` in one scan, each with a fresh
+    key split from ``key``. Resumable: n1 then n2 steps equal n1 + n2 steps bit for bit.
+
+    Returns (key, state, transitions): the last round's transitions with ``info["metrics"]``
+    holding every round's metrics. ``round_flags`` names the flags that set a round's size, for
+    the error when ``num_steps`` is not a whole number of rounds.
+    """
+    if num_steps % steps_per_round:
+        raise ValueError(
+            f"train(num_steps={num_steps}) must be a multiple of {round_flags} = {steps_per_round}"
+        )
+
+    def one_round(carry, _):
+        key, state = carry
+        key, round_key = jax.random.split(key)
+        state, outputs = round_fn(state, round_key)
+        return (key, state), outputs
+
+    (key, state), (transitions, metrics) = jax.lax.scan(
+        one_round, (key, state), None, length=num_steps // steps_per_round
+    )
+    last = jax.tree.map(lambda x: x[-1], transitions)
+    return key, state, last.replace(info={**last.info, "metrics": metrics})
+
+
+def check_replay_schedule(
+    *,
+    num_envs: int,
+    total_timesteps: int,
+    learning_starts: int,
+    eval_every: int,
+    buffer_size: int,
+    steps_per_round: int,
+    round_flags: str,
+    replay_length: int,
+    replay_flags: str,
+) -> None:
+    """An off-policy script's step counts, checked before anything compiles: a ValueError that
+    names the flag and the fix for a schedule that cannot run.
+
+    A round is ``steps_per_round`` env steps (all envs) followed by gradient updates; warmup
+    (``--learning-starts``) and each evaluation period are whole rounds; each env's share of the
+    buffer holds a replayed sequence of ``replay_length`` steps, and warmup fills one per env.
+    ``round_flags`` and ``replay_flags`` say which flags set those sizes.
+    """
+    if buffer_size % num_envs:
+        raise ValueError(
+            f"--buffer-size ({buffer_size}) must be a multiple of --num-envs ({num_envs}): each "
+            f"env gets an equal share"
+        )
+    for flag, value in (("learning-starts", learning_starts), ("eval-every", eval_every)):
+        if value % steps_per_round:
+            raise ValueError(
+                f"--{flag} ({value}) must be a multiple of {round_flags} = {steps_per_round} "
+                f"env steps"
+            )
+    if total_timesteps <= learning_starts:
+        raise ValueError(
+            f"--total-timesteps ({total_timesteps}) must exceed --learning-starts "
+            f"({learning_starts})"
+        )
+    training_steps = total_timesteps - learning_starts
+    if training_steps % eval_every:
+        raise ValueError(
+            f"--eval-every ({eval_every}) must divide the {training_steps} training steps "
+            f"(--total-timesteps - --learning-starts)"
+        )
+    if replay_length > buffer_size // num_envs:
+        raise ValueError(
+            f"a replayed sequence ({replay_flags} = {replay_length}) must fit in one env's share "
+            f"of --buffer-size ({buffer_size // num_envs}); raise --buffer-size"
+        )
+    if learning_starts < replay_length * num_envs:
+        raise ValueError(
+            f"--learning-starts ({learning_starts}) must hold one replayed sequence per env (at "
+            f"least {replay_length * num_envs} env steps)"
+        )

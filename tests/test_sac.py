@@ -433,7 +433,11 @@ def test_utd_ratio_sets_updates_and_env_steps_per_round(utd, envs, updates, step
         (dict(env_id="Pendulum-v9"), r"--env-id 'Pendulum-v9' is unknown"),
         (dict(torso="transformer"), r"--torso 'transformer' is unknown; choose one of"),
         (dict(critic_torso="rnn"), r"--critic-torso 'rnn' is unknown; choose one of"),
-        (dict(eval_every=6), r"--eval-every \(6\) must be a multiple of the 4 env steps"),
+        (
+            dict(eval_every=6),
+            r"--eval-every \(6\) must be a multiple of --num-envs x the env "
+            r"steps per round that --utd-ratio sets = 4 env steps",
+        ),
         (dict(eval_every=12), r"--eval-every \(12\) must divide the 32 training steps"),
         (dict(buffer_size=32), r"must fit in one env's share of --buffer-size \(8\)"),
         (dict(learning_starts=32), r"--learning-starts \(32\) must hold one replayed sequence"),
