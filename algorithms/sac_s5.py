@@ -153,7 +153,7 @@ class SACConfig:
         check_replay_schedule(
             num_envs=self.num_envs, total_timesteps=self.total_timesteps,
             learning_starts=self.learning_starts, eval_every=self.eval_every,
-            buffer_size=self.buffer_size, steps_per_round=self.steps_per_iteration,
+            buffer_size=self.buffer_size, steps_per_round=self.steps_per_round,
             round_flags="--num-envs x the env steps per round that --utd-ratio sets",
             replay_length=self.replay_length, replay_flags="--burn-in + --sequence-length + 1",
         )  # fmt: skip
@@ -161,19 +161,19 @@ class SACConfig:
             raise ValueError("--gamma and --tau must lie in (0, 1]")
 
     @property
-    def updates_per_iteration(self) -> int:
-        """Gradient updates per round (after steps_per_iteration env steps)."""
+    def updates_per_round(self) -> int:
+        """Gradient updates per round (after steps_per_round env steps)."""
         return (Fraction(self.utd_ratio).limit_denominator(1000) * self.num_envs).numerator
 
     @property
-    def env_steps_per_iteration(self) -> int:
+    def env_steps_per_round(self) -> int:
         """Steps of every env per round."""
         return (Fraction(self.utd_ratio).limit_denominator(1000) * self.num_envs).denominator
 
     @property
-    def steps_per_iteration(self) -> int:
+    def steps_per_round(self) -> int:
         """Env steps per round, all envs together."""
-        return self.num_envs * self.env_steps_per_iteration
+        return self.num_envs * self.env_steps_per_round
 
     @property
     def training_steps(self) -> int:
@@ -559,13 +559,13 @@ class SAC:
         )  # fmt: skip
         return state, metrics
 
-    def _iteration(self, state: SACState, key: jax.Array):
-        """env_steps_per_iteration steps of every env, then updates_per_iteration updates."""
+    def _round(self, state: SACState, key: jax.Array):
+        """env_steps_per_round steps of every env, then updates_per_round updates."""
         cfg = self.cfg
         act_key, update_key = jax.random.split(key)
-        state, (steps, info) = self._act(state, act_key, cfg.env_steps_per_iteration)
+        state, (steps, info) = self._act(state, act_key, cfg.env_steps_per_round)
         state, metrics = jax.lax.scan(
-            self._update, state, jax.random.split(update_key, cfg.updates_per_iteration)
+            self._update, state, jax.random.split(update_key, cfg.updates_per_round)
         )
         metrics = jax.tree.map(jnp.mean, metrics)
         ended = info["returned_episode"]
@@ -577,12 +577,12 @@ class SAC:
         return state, (transitions, metrics)
 
     def train(self, key: jax.Array, state: SACState, num_steps: int):
-        """Train for ``num_steps`` env steps per seed (a multiple of steps_per_iteration).
+        """Train for ``num_steps`` env steps per seed (a multiple of steps_per_round).
 
         Returns (key, state, transitions): the last round's steps, with ``info["metrics"]``
         holding one row per round."""
         return train_in_rounds(
-            self._iteration, key, state, num_steps, self.cfg.steps_per_iteration,
+            self._round, key, state, num_steps, self.cfg.steps_per_round,
             "--num-envs x the env steps per round that --utd-ratio sets",
         )  # fmt: skip
 
@@ -674,8 +674,8 @@ def main() -> None:
         name += f"-critic-{critic_torso}"
     write_run(
         cfg.output_dir, name, cfg, metrics, eval_return, params, timing,
-        steps_per_update=cfg.steps_per_iteration,
-        updates_per_eval=cfg.eval_every // cfg.steps_per_iteration,
+        steps_per_update=cfg.steps_per_round,
+        updates_per_eval=cfg.eval_every // cfg.steps_per_round,
         first_step=cfg.learning_starts,
     )  # fmt: skip
 

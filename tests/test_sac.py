@@ -415,7 +415,7 @@ def test_default_config_is_valid():
     cfg = SACConfig()
     assert (cfg.torso, cfg.critic_torso, cfg.env_id) == ("s5", None, "Pendulum-P-v1")
     assert cfg.num_evaluations * cfg.eval_every + cfg.learning_starts == cfg.total_timesteps
-    assert cfg.updates_per_iteration / cfg.steps_per_iteration == cfg.utd_ratio
+    assert cfg.updates_per_round / cfg.steps_per_round == cfg.utd_ratio
 
 
 @pytest.mark.parametrize(
@@ -424,7 +424,7 @@ def test_default_config_is_valid():
 def test_utd_ratio_sets_updates_and_env_steps_per_round(utd, envs, updates, steps):
     cfg = tiny_config(utd_ratio=utd, num_envs=envs, learning_starts=320, total_timesteps=640,
                       eval_every=80)  # fmt: skip
-    assert (cfg.updates_per_iteration, cfg.env_steps_per_iteration) == (updates, steps)
+    assert (cfg.updates_per_round, cfg.env_steps_per_round) == (updates, steps)
 
 
 @pytest.mark.parametrize(
