@@ -149,7 +149,8 @@ def evaluate_saved_run(
     evaluate = jax.jit(jax.vmap(lambda key, state: agent.evaluate(key, state, steps)))
     _, returns, finished = evaluate(keys, states)
     per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished))
-    print(f"greedy evaluation of {run_dir}: per-seed return {np.round(per_seed, 2).tolist()}")
+    rounded = np.round(per_seed.astype(np.float64), 2).tolist()  # float32 rounds to -127.4599...
+    print(f"greedy evaluation of {run_dir}: per-seed return {rounded}")
     return per_seed
 
 
