@@ -34,6 +34,7 @@ from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import (
     Progress,
     check_divides_devices,
+    check_replay_buffer,
     check_replay_schedule,
     evaluate_saved_run,
     run_seeds,
@@ -235,16 +236,9 @@ class DQN:
             raise ValueError(f"--env-id {cfg.env_id}: DQN needs discrete actions")
         self.q_network = q_network
         self.optimizer = optimizer
-        if (buffer.sample_sequence_length, buffer.add_batch_size) != (
-            cfg.replay_length,
-            cfg.num_envs,
-        ):
-            raise ValueError(
-                f"the buffer samples sequences of {buffer.sample_sequence_length} steps from "
-                f"{buffer.add_batch_size} env rows; this config replays --burn-in + "
-                f"--sequence-length + --n-step = {cfg.replay_length} steps of --num-envs "
-                f"{cfg.num_envs} envs"
-            )
+        check_replay_buffer(
+            buffer, cfg.replay_length, cfg.num_envs, "--burn-in + --sequence-length + --n-step"
+        )
         self.buffer: EpisodeBuffer = buffer
         # The buffer, not a flag, says whether replay is prioritised.
         self.prioritised = buffer.priority_exponent is not None

@@ -32,6 +32,7 @@ from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import (
     Progress,
     check_divides_devices,
+    check_replay_buffer,
     check_replay_schedule,
     evaluate_saved_run,
     run_seeds,
@@ -302,16 +303,9 @@ class SAC:
         self.actor_optimizer = actor_optimizer
         self.critic_optimizer = critic_optimizer
         self.alpha_optimizer = alpha_optimizer
-        if (buffer.sample_sequence_length, buffer.add_batch_size) != (
-            cfg.replay_length,
-            cfg.num_envs,
-        ):
-            raise ValueError(
-                f"the buffer samples sequences of {buffer.sample_sequence_length} steps from "
-                f"{buffer.add_batch_size} env rows; this config replays --burn-in + "
-                f"--sequence-length + 1 = {cfg.replay_length} steps of --num-envs "
-                f"{cfg.num_envs} envs"
-            )
+        check_replay_buffer(
+            buffer, cfg.replay_length, cfg.num_envs, "--burn-in + --sequence-length + 1"
+        )
         if buffer.priority_exponent is not None:
             raise ValueError("sac_s5 samples uniformly; pass make_episode_buffer's buffer")
         self.buffer: EpisodeBuffer = buffer

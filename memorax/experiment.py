@@ -277,3 +277,14 @@ def check_replay_schedule(
             f"--learning-starts ({learning_starts}) must hold one replayed sequence per env (at "
             f"least {replay_length * num_envs} env steps)"
         )
+
+
+def check_replay_buffer(buffer: Any, replay_length: int, num_envs: int, replay_flags: str) -> None:
+    """A ValueError unless ``buffer`` samples the sequences the config replays (``replay_length``
+    steps, ``replay_flags`` naming the flags that set it) from one row per env."""
+    if (buffer.sample_sequence_length, buffer.add_batch_size) != (replay_length, num_envs):
+        raise ValueError(
+            f"the buffer samples sequences of {buffer.sample_sequence_length} steps from "
+            f"{buffer.add_batch_size} env rows; this config replays {replay_flags} = "
+            f"{replay_length} steps of --num-envs {num_envs} envs"
+        )
