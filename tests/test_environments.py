@@ -42,6 +42,22 @@ CARD_TASKS = {
     "AutoencodeHard": dict(cards=156, length=311, scored=156, actions=4),
 }
 
+# POPGym's constructor settings of each difficulty (Morad et al. 2023), again written out here.
+POPGYM_SETTINGS = {
+    "RepeatFirstEasy": dict(num_decks=1),
+    "RepeatFirstMedium": dict(num_decks=8),
+    "RepeatFirstHard": dict(num_decks=16),
+    "RepeatPreviousEasy": dict(num_decks=1, k=4),
+    "RepeatPreviousMedium": dict(num_decks=2, k=32),
+    "RepeatPreviousHard": dict(num_decks=3, k=64),
+    "CountRecallEasy": dict(num_decks=1, attribute="colors"),
+    "CountRecallMedium": dict(num_decks=2, attribute="suits"),
+    "CountRecallHard": dict(num_decks=4, attribute="ranks"),
+    "AutoencodeEasy": dict(num_decks=1),
+    "AutoencodeMedium": dict(num_decks=2),
+    "AutoencodeHard": dict(num_decks=3),
+}
+
 
 def perfect_memory_action(env_id: str, history: jax.Array, t: jax.Array) -> jax.Array:
     """The right answer from every observation so far, history[: t + 1]: [T, F] (a perfect memory).
@@ -156,6 +172,20 @@ def test_card_task_random_policy_matches_analytic_return(env_id: str) -> None:
     returns = np.asarray(out["reward"]).sum(axis=1)
     assert abs(returns.mean() - mean) < 5 * std / math.sqrt(num_episodes)
     assert np.all(np.abs(returns) <= 1.0 + 1e-5)
+
+
+def test_card_task_ids_have_popgyms_settings_and_are_named_by_their_id() -> None:
+    assert set(POPGYM_SETTINGS) == set(CARD_TASKS) == set(MEMORY_TASKS) - {"MemoryChain-bsuite"}
+    for env_id, settings in POPGYM_SETTINGS.items():
+        env, params = make(env_id)
+        assert {name: getattr(env, name) for name in settings} == settings, env_id
+        assert env_id.startswith(type(env).__name__)
+        assert env.name == env_id
+        assert params.max_steps_in_episode == env.episode_length == CARD_TASKS[env_id]["length"]
+    # A keyword overrides its difficulty's setting and leaves the others, and the name, as they are.
+    env, params = make("RepeatPreviousMedium", k=8)
+    assert (env.num_decks, env.k, env.name) == (2, 8, "RepeatPreviousMedium")
+    assert params.max_steps_in_episode == 103
 
 
 def test_autoencode_shows_cards_while_watching_and_hides_them_while_playing() -> None:

@@ -94,16 +94,5 @@ class Autoencode(CardGame):
         return jnp.concatenate([card, playing[None]])
 
 
-class AutoencodeEasy(Autoencode):
-    def __init__(self, num_decks: int = 1):
-        super().__init__(num_decks)
-
-
-class AutoencodeMedium(Autoencode):
-    def __init__(self, num_decks: int = 2):
-        super().__init__(num_decks)
-
-
-class AutoencodeHard(Autoencode):
-    def __init__(self, num_decks: int = 3):
-        super().__init__(num_decks)
+DIFFICULTIES = {"Easy": dict(num_decks=1), "Medium": dict(num_decks=2), "Hard": dict(num_decks=3)}
+"""POPGym's settings: make("AutoencodeHard") builds Autoencode(**DIFFICULTIES["Hard"])."""

@@ -57,6 +57,8 @@ class CardGame(environment.Environment[Any, environment.EnvParams]):
 
     episode_length: int
     obs_size: int
+    env_id: str | None = None
+    """The registry id this env was built under (e.g. "RepeatFirstEasy"), which is then its name."""
 
     @property
     def default_params(self) -> environment.EnvParams:
@@ -73,7 +75,7 @@ class CardGame(environment.Environment[Any, environment.EnvParams]):
 
     @property
     def name(self) -> str:
-        return type(self).__name__
+        return self.env_id or type(self).__name__
 
     def action_space(self, params: environment.EnvParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.num_actions)

@@ -101,16 +101,9 @@ class CountRecall(CardGame):
         return jnp.concatenate([value, query])
 
 
-class CountRecallEasy(CountRecall):
-    def __init__(self, num_decks: int = 1, attribute: str = "colors"):
-        super().__init__(num_decks, attribute)
-
-
-class CountRecallMedium(CountRecall):
-    def __init__(self, num_decks: int = 2, attribute: str = "suits"):
-        super().__init__(num_decks, attribute)
-
-
-class CountRecallHard(CountRecall):
-    def __init__(self, num_decks: int = 4, attribute: str = "ranks"):
-        super().__init__(num_decks, attribute)
+DIFFICULTIES = {
+    "Easy": dict(num_decks=1, attribute="colors"),
+    "Medium": dict(num_decks=2, attribute="suits"),
+    "Hard": dict(num_decks=4, attribute="ranks"),
+}
+"""POPGym's settings: make("CountRecallHard") builds CountRecall(**DIFFICULTIES["Hard"])."""

@@ -17,27 +17,20 @@ from typing import Any
 import gymnax
 from gymnax.environments import environment
 
-from memorax.environments.autoencode import AutoencodeEasy, AutoencodeHard, AutoencodeMedium
-from memorax.environments.count_recall import (
-    CountRecallEasy,
-    CountRecallHard,
-    CountRecallMedium,
-)
-from memorax.environments.repeat_first import (
-    RepeatFirstEasy,
-    RepeatFirstHard,
-    RepeatFirstMedium,
-)
-from memorax.environments.repeat_previous import (
-    RepeatPreviousEasy,
-    RepeatPreviousHard,
-    RepeatPreviousMedium,
-)
+from memorax.environments import autoencode, count_recall, repeat_first, repeat_previous
+from memorax.environments.cards import CardGame
 from memorax.environments.wrappers import SubsetObservation
 
 
 def _gymnax(env_id: str, **kwargs: Any) -> environment.Environment:
     env, _ = gymnax.make(env_id, **kwargs)
+    return env
+
+
+def _card_task(task: type[CardGame], env_id: str, **kwargs: Any) -> CardGame:
+    """``task(**kwargs)``, named ``env_id``."""
+    env = task(**kwargs)
+    env.env_id = env_id
     return env
 
 
@@ -54,19 +47,21 @@ PARTIALLY_OBSERVED: dict[str, Callable[..., Any]] = {
     "Pendulum-V-v1": partial(_observe, "Pendulum-v1", (2,)),  # angular velocity
 }
 
+# POPGym's difficulties: "RepeatFirstEasy" is RepeatFirst(**repeat_first.DIFFICULTIES["Easy"]).
+# Keywords given to make() override these defaults (partial's keywords give way to the call's).
+_CARD_TASKS = (
+    (repeat_first.RepeatFirst, repeat_first.DIFFICULTIES),
+    (repeat_previous.RepeatPrevious, repeat_previous.DIFFICULTIES),
+    (count_recall.CountRecall, count_recall.DIFFICULTIES),
+    (autoencode.Autoencode, autoencode.DIFFICULTIES),
+)
+
 MEMORY_TASKS: dict[str, Callable[..., Any]] = {
-    "RepeatFirstEasy": RepeatFirstEasy,
-    "RepeatFirstMedium": RepeatFirstMedium,
-    "RepeatFirstHard": RepeatFirstHard,
-    "RepeatPreviousEasy": RepeatPreviousEasy,
-    "RepeatPreviousMedium": RepeatPreviousMedium,
-    "RepeatPreviousHard": RepeatPreviousHard,
-    "CountRecallEasy": CountRecallEasy,
-    "CountRecallMedium": CountRecallMedium,
-    "CountRecallHard": CountRecallHard,
-    "AutoencodeEasy": AutoencodeEasy,
-    "AutoencodeMedium": AutoencodeMedium,
-    "AutoencodeHard": AutoencodeHard,
+    **{
+        task.__name__ + level: partial(_card_task, task, task.__name__ + level, **settings)
+        for task, difficulties in _CARD_TASKS
+        for level, settings in difficulties.items()
+    },
     "MemoryChain-bsuite": partial(_gymnax, "MemoryChain-bsuite"),
 }
 

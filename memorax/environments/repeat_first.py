@@ -71,16 +71,5 @@ class RepeatFirst(CardGame):
         return one_hot(state.card, NUM_SUITS)
 
 
-class RepeatFirstEasy(RepeatFirst):
-    def __init__(self, num_decks: int = 1):
-        super().__init__(num_decks)
-
-
-class RepeatFirstMedium(RepeatFirst):
-    def __init__(self, num_decks: int = 8):
-        super().__init__(num_decks)
-
-
-class RepeatFirstHard(RepeatFirst):
-    def __init__(self, num_decks: int = 16):
-        super().__init__(num_decks)
+DIFFICULTIES = {"Easy": dict(num_decks=1), "Medium": dict(num_decks=8), "Hard": dict(num_decks=16)}
+"""POPGym's settings: make("RepeatFirstHard") builds RepeatFirst(**DIFFICULTIES["Hard"])."""

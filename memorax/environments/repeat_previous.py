@@ -89,16 +89,9 @@ class RepeatPrevious(CardGame):
         return one_hot(state.recent[state.time % self.k], NUM_SUITS)
 
 
-class RepeatPreviousEasy(RepeatPrevious):
-    def __init__(self, num_decks: int = 1, k: int = 4):
-        super().__init__(num_decks, k)
-
-
-class RepeatPreviousMedium(RepeatPrevious):
-    def __init__(self, num_decks: int = 2, k: int = 32):
-        super().__init__(num_decks, k)
-
-
-class RepeatPreviousHard(RepeatPrevious):
-    def __init__(self, num_decks: int = 3, k: int = 64):
-        super().__init__(num_decks, k)
+DIFFICULTIES = {
+    "Easy": dict(num_decks=1, k=4),
+    "Medium": dict(num_decks=2, k=32),
+    "Hard": dict(num_decks=3, k=64),
+}
+"""POPGym's settings: make("RepeatPreviousHard") builds RepeatPrevious(**DIFFICULTIES["Hard"])."""
