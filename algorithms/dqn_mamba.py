@@ -14,10 +14,12 @@ bootstrap through truncation from the final observation, seen with the episode's
 """
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import tyro
 from flax import struct
@@ -31,28 +33,23 @@ from memorax.buffers import (
     sequence_priority,
 )
 from memorax.environments import EpisodeStatistics, make, registered_envs
-from memorax.experiment import (
-    Progress,
-    check_divides_devices,
-    check_replay_buffer,
-    check_replay_schedule,
-    evaluate_saved_run,
-    run_seeds,
-    seed_keys,
-    train_in_rounds,
-    train_with_evaluations,
-)
+from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
 from memorax.networks import MLP, FeatureExtractor, Network, heads
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.replay import insert_final_observation, n_step_targets
-from memorax.results import write_run
+from memorax.replay import (
+    check_replay_buffer,
+    check_replay_schedule,
+    insert_final_observation,
+    n_step_targets,
+)
+from memorax.results import load_checkpoint, print_evaluation, read_run, write_run
 from memorax.rollout import (
+    StepInput,
     Transition,
+    episode_metrics,
     evaluation_steps,
     greedy_episode_returns,
     mean_finished,
-    next_step_inputs,
-    zero_action,
 )
 
 
@@ -94,9 +91,10 @@ class DQNConfig:
     gamma: float = 0.99
     """Discount factor."""
     train_frequency: int = 5
-    """Steps of every env between training phases (num_envs x this many env steps)."""
+    """Steps of every env per round: a round is num_envs x this many env steps, then
+    --gradient-steps updates."""
     gradient_steps: int = 1
-    """Gradient updates per training phase."""
+    """Gradient updates per round."""
     target_update_period: int = 50
     """Gradient updates between target-network updates."""
     tau: float = 1.0
@@ -150,7 +148,7 @@ class DQNConfig:
         check_replay_schedule(
             num_envs=self.num_envs, total_timesteps=self.total_timesteps,
             learning_starts=self.learning_starts, eval_every=self.eval_every,
-            buffer_size=self.buffer_size, steps_per_round=self.steps_per_update,
+            buffer_size=self.buffer_size, steps_per_round=self.steps_per_round,
             round_flags="--num-envs x --train-frequency", replay_length=self.replay_length,
             replay_flags="--burn-in + --sequence-length + --n-step",
         )  # fmt: skip
@@ -168,8 +166,8 @@ class DQNConfig:
             )
 
     @property
-    def steps_per_update(self) -> int:
-        """Env steps per training phase, all envs together."""
+    def steps_per_round(self) -> int:
+        """Env steps per round, all envs together."""
         return self.num_envs * self.train_frequency
 
     @property
@@ -189,9 +187,7 @@ class DQNConfig:
 class Experience:
     """One stored env step: what the agent saw, did and got, and the carry it acted from."""
 
-    observation: jax.Array
-    prev_action: jax.Array
-    prev_reward: jax.Array
+    inputs: StepInput  # what the agent acted on
     action: jax.Array
     reward: jax.Array
     terminated: jax.Array
@@ -209,13 +205,27 @@ class DQNState:
     opt_state: Any
     buffer_state: Any
     env_state: Any
-    observation: jax.Array  # [E, ...] the observation the next step acts on
-    reset: jax.Array  # [E] the next step is the first of an episode
-    prev_action: jax.Array  # [E]
-    prev_reward: jax.Array  # [E]
+    inputs: StepInput  # [E, ...] what the next step acts on
     carry: Any  # online torso carry before the next step
     env_steps: jax.Array  # env steps per seed so far, warmup included
     updates: jax.Array  # gradient updates so far
+
+
+def double_q_value(q_online: jax.Array, q_target: jax.Array) -> jax.Array:
+    """Double DQN's bootstrap value: the target network's value of the online network's greedy
+    action (van Hasselt et al. 2016). [..., A] -> [...]; no gradient."""
+    best = jnp.argmax(jax.lax.stop_gradient(q_online), axis=-1)
+    return jnp.take_along_axis(q_target, best[..., None], axis=-1)[..., 0]
+
+
+def dqn_loss(q_taken, targets, valid, weights):
+    """Importance-weighted TD loss over sequences [B, T]: each sequence's mean of
+    0.5 (Q(s, a) - target)^2 over its valid steps, weighted by ``weights`` [B] and averaged.
+    Gradients stop at the targets. Returns (loss, td_error [B, T])."""
+    td_error = q_taken - jax.lax.stop_gradient(targets)
+    per_step = 0.5 * jnp.square(td_error) * valid
+    per_sequence = per_step.sum(1) / jnp.maximum(valid.sum(1), 1)
+    return (weights * per_sequence).mean(), td_error
 
 
 class DQN:
@@ -244,9 +254,9 @@ class DQN:
         self.prioritised = buffer.priority_exponent is not None
         self.epsilon_schedule = epsilon_schedule
 
-    def q_values(self, params, observation, reset, carry, prev_action, prev_reward):
+    def q_values(self, params, inputs: StepInput, carry):
         """Q-values over sequences [E, T, ...] -> (carry, q [E, T, num_actions])."""
-        return self.q_network.apply(params, observation, reset, carry, prev_action, prev_reward)
+        return self.q_network.apply(params, *inputs.network_args(carry))
 
     # --- acting -------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> tuple[jax.Array, DQNState]:
@@ -255,33 +265,36 @@ class DQN:
         observation, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
             jax.random.split(env_key, num_envs), self.env_params
         )
-        reset = jnp.ones((num_envs,), bool)
-        prev_action = zero_action(self.action_space, num_envs)
-        prev_reward = jnp.zeros((num_envs,))
+        inputs = StepInput.first(observation, self.action_space)
         carry = self.q_network.initialize_carry(num_envs)
-        params = self.q_network.init(
-            init_key, observation[:, None], reset[:, None], carry, prev_action[:, None],
-            prev_reward[:, None],
-        )  # fmt: skip
-        one = jax.tree.map(lambda x: x[0], carry)
+        params = self.q_network.init(init_key, *inputs.as_sequence().network_args(carry))
+        first = jax.tree.map(lambda x: x[0], inputs)
         item = Experience(
-            observation[0], prev_action[0], prev_reward[0], prev_action[0], prev_reward[0],
-            reset[0], reset[0], observation[0], one,
-        )  # fmt: skip
+            inputs=first,
+            action=first.prev_action,
+            reward=first.prev_reward,
+            terminated=first.reset,
+            truncated=first.reset,
+            final_observation=first.observation,
+            carry=jax.tree.map(lambda x: x[0], carry),
+        )
         state = DQNState(
-            params, params, self.optimizer.init(params), self.buffer.init(item), env_state,
-            observation, reset, prev_action, prev_reward, carry, jnp.zeros((), jnp.int32),
-            jnp.zeros((), jnp.int32),
-        )  # fmt: skip
+            params=params,
+            target_params=params,
+            opt_state=self.optimizer.init(params),
+            buffer_state=self.buffer.init(item),
+            env_state=env_state,
+            inputs=inputs,
+            carry=carry,
+            env_steps=jnp.zeros((), jnp.int32),
+            updates=jnp.zeros((), jnp.int32),
+        )
         return key, state
 
     def _env_step(self, state: DQNState, key: jax.Array, epsilon: jax.Array):
         """One epsilon-greedy step of every env; the step goes into the buffer."""
         explore_key, action_key, env_key = jax.random.split(key, 3)
-        carry, q = self.q_values(
-            state.params, state.observation[:, None], state.reset[:, None], state.carry,
-            state.prev_action[:, None], state.prev_reward[:, None],
-        )  # fmt: skip
+        carry, q = self.q_values(state.params, state.inputs.as_sequence(), state.carry)
         num_envs = self.cfg.num_envs
         random_action = jax.random.randint(action_key, (num_envs,), 0, self.action_space.n)
         explore = jax.random.uniform(explore_key, (num_envs,)) < epsilon
@@ -290,19 +303,20 @@ class DQN:
             self.env.step, in_axes=(0, 0, 0, None)
         )(jax.random.split(env_key, num_envs), state.env_state, action, self.env_params)
         step = Experience(
-            state.observation, state.prev_action, state.prev_reward, action, reward, terminated,
-            truncated, info["final_observation"], state.carry,
-        )  # fmt: skip
-        add = jax.tree.map(lambda x: x[:, None], (step, state.reset))
+            inputs=state.inputs,
+            action=action,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_observation=info["final_observation"],
+            carry=state.carry,
+        )
+        add = jax.tree.map(lambda x: x[:, None], (step, state.inputs.reset))
         done = jnp.logical_or(terminated, truncated)
-        prev_action, prev_reward = next_step_inputs(done, action, reward)
         state = state.replace(
             buffer_state=self.buffer.add(state.buffer_state, *add),
             env_state=env_state,
-            observation=observation,
-            reset=done,
-            prev_action=prev_action,
-            prev_reward=prev_reward,
+            inputs=StepInput.after(observation, done, action, reward),
             carry=carry,
             env_steps=state.env_steps + num_envs,
         )
@@ -329,36 +343,35 @@ class DQN:
         sequence = sample.experience
         start = jax.tree.map(lambda x: x[:, 0], sequence.carry)
         # One replay serves both the continuing episodes and one truncation's bootstrap.
-        inputs, position, replayed = insert_final_observation(sequence, sample.reset, burn)
-
-        def replay(params, inputs, carry):
-            observation, reset, prev_action, prev_reward = inputs
-            return self.q_values(params, observation, reset, carry, prev_action, prev_reward)
+        inputs, position, replayed = insert_final_observation(sequence, burn)
 
         # Burn-in only refreshes the stored carry: no gradient reaches it or flows through it.
         carry, q_burn = start, None
         if burn:
             frozen = jax.lax.stop_gradient(params)
-            carry, q_burn = replay(frozen, jax.tree.map(lambda x: x[:, :burn], inputs), start)
+            carry, q_burn = self.q_values(
+                frozen, jax.tree.map(lambda x: x[:, :burn], inputs), start
+            )
             carry = jax.lax.stop_gradient(carry)
-        _, q = replay(params, jax.tree.map(lambda x: x[:, burn:], inputs), carry)
+        _, q = self.q_values(params, jax.tree.map(lambda x: x[:, burn:], inputs), carry)
         q = q if q_burn is None else jnp.concatenate([q_burn, q], axis=1)  # [B, L + 1, A]
-        _, q_target = replay(target_params, inputs, start)
-        best = jnp.argmax(jax.lax.stop_gradient(q), axis=-1)
-        value = jnp.take_along_axis(q_target, best[..., None], axis=-1)[..., 0]  # [B, L + 1]
+        _, q_target = self.q_values(target_params, inputs, start)
+        value = double_q_value(q, q_target)  # [B, L + 1]
         targets, valid = n_step_targets(
-            sequence.reward, sequence.terminated, sequence.truncated,
-            jnp.take_along_axis(value, position, axis=1), value[:, :-1], replayed,
-            cfg.gamma, cfg.n_step,
-        )  # fmt: skip
+            sequence.reward,
+            sequence.terminated,
+            sequence.truncated,
+            jnp.take_along_axis(value, position, axis=1),
+            value[:, :-1],
+            replayed,
+            cfg.gamma,
+            cfg.n_step,
+        )
         targets, valid = targets[:, burn:], valid[:, burn:]  # [B, sequence_length]
         taken = sequence.action[:, burn : burn + trained]
         q = jnp.take_along_axis(q, position[:, burn : burn + trained, None], axis=1)
         q_taken = jnp.take_along_axis(q, taken[..., None], axis=-1)[..., 0]
-        td_error = q_taken - jax.lax.stop_gradient(targets)
-        per_step = 0.5 * jnp.square(td_error) * valid
-        per_sequence = per_step.sum(1) / jnp.maximum(valid.sum(1), 1)
-        loss = (weights * per_sequence).mean()
+        loss, td_error = dqn_loss(q_taken, targets, valid, weights)
         metrics = {"loss": loss, "q": q_taken.mean(), "valid_fraction": valid.mean()}
         return loss, (td_error, valid, metrics)
 
@@ -388,12 +401,15 @@ class DQN:
             lambda: state.target_params,
         )
         state = state.replace(
-            params=params, target_params=target_params, opt_state=opt_state,
-            buffer_state=buffer_state, updates=updates_done,
-        )  # fmt: skip
+            params=params,
+            target_params=target_params,
+            opt_state=opt_state,
+            buffer_state=buffer_state,
+            updates=updates_done,
+        )
         return state, metrics
 
-    def _iteration(self, state: DQNState, key: jax.Array):
+    def _round(self, state: DQNState, key: jax.Array):
         """train_frequency steps of every env, then gradient_steps updates."""
         cfg = self.cfg
         act_key, update_key = jax.random.split(key)
@@ -402,42 +418,55 @@ class DQN:
         state, metrics = jax.lax.scan(
             self._update, state, jax.random.split(update_key, cfg.gradient_steps)
         )
-        metrics = jax.tree.map(jnp.mean, metrics)
-        ended = info["returned_episode"]
-        metrics["epsilon"] = epsilon
-        metrics["episodes"] = ended.sum()
-        metrics["episode_return"] = mean_finished(info["returned_episode_returns"], ended)
+        metrics = {**jax.tree.map(jnp.mean, metrics), "epsilon": epsilon, **episode_metrics(info)}
         transitions = Transition(
-            steps.observation, steps.action, steps.reward, steps.terminated | steps.truncated, info
+            observation=steps.inputs.observation,
+            action=steps.action,
+            reward=steps.reward,
+            done=steps.terminated | steps.truncated,
+            info=info,
+            metrics={},
         )
-        return state, (transitions, metrics)
+        return state, transitions, metrics
 
     def train(self, key: jax.Array, state: DQNState, num_steps: int):
-        """Train for ``num_steps`` env steps per seed (a multiple of num_envs x train_frequency).
+        """Train for ``num_steps`` env steps per seed: whole rounds of num_envs x train_frequency.
 
-        Returns (key, state, transitions): the last phase's steps ([train_frequency, num_envs]),
-        with ``info["metrics"]`` holding one row per phase."""
-        return train_in_rounds(
-            self._iteration, key, state, num_steps, self.cfg.steps_per_update,
-            "--num-envs x --train-frequency",
-        )  # fmt: skip
+        Returns (key, state, transitions): the last round's steps ([train_frequency, num_envs])
+        and one metrics row per round. Resumable: train(n1) then train(n2) equals
+        train(n1 + n2)."""
+        if num_steps % self.cfg.steps_per_round:
+            raise ValueError(
+                f"train(num_steps={num_steps}) must be a multiple of --num-envs x "
+                f"--train-frequency = {self.cfg.steps_per_round}"
+            )
+
+        def one_round(carry, _):
+            key, state = carry
+            key, round_key = jax.random.split(key)
+            state, transitions, metrics = self._round(state, round_key)
+            return (key, state), (transitions, metrics)
+
+        (key, state), (transitions, metrics) = jax.lax.scan(
+            one_round, (key, state), None, length=num_steps // self.cfg.steps_per_round
+        )
+        last = jax.tree.map(lambda x: x[-1], transitions)
+        return key, state, last.replace(metrics=metrics)
 
     def evaluate(self, key: jax.Array, state: DQNState, num_steps: int):
         """Greedy evaluation on eval_episodes fresh envs; returns (key, episode_return,
         finished), each [eval_episodes], of each env's first episode."""
         key, eval_key = jax.random.split(key)
 
-        def act(carry, observation, reset, prev_action, prev_reward):
-            carry, q = self.q_values(
-                state.params, observation, reset, carry, prev_action, prev_reward
-            )
+        def act(carry, inputs):
+            carry, q = self.q_values(state.params, inputs, carry)
             return carry, jnp.argmax(q[:, 0], axis=-1)
 
         num_envs = self.cfg.eval_episodes
+        carry = self.q_network.initialize_carry(num_envs)
         returns, finished = greedy_episode_returns(
-            eval_key, self.env, self.env_params, act, self.q_network.initialize_carry(num_envs),
-            num_envs, num_steps,
-        )  # fmt: skip
+            eval_key, self.env, self.env_params, act, carry, num_envs, num_steps
+        )
         return key, returns, finished
 
 
@@ -457,7 +486,7 @@ def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
         make_torso(cfg.torso, cfg.hidden_size, cfg.num_layers, cfg.context_length),
         heads.DiscreteQNetwork(num_actions, features=(cfg.hidden_size,)),
     )
-    updates = cfg.training_steps // cfg.steps_per_update * cfg.gradient_steps
+    updates = cfg.training_steps // cfg.steps_per_round * cfg.gradient_steps
     learning_rate = (
         optax.linear_schedule(cfg.learning_rate, 0.0, updates)
         if cfg.anneal_lr
@@ -482,31 +511,68 @@ def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
     return DQN(cfg, env, env_params, q_network, optimizer, buffer, epsilon_schedule)
 
 
+def run(agent: DQN, key: jax.Array, progress: Progress | None = None):
+    """One seed's whole run: init, warmup (--learning-starts random steps), then per evaluation
+    period train for --eval-every env steps and evaluate greedily. Returns (params, metrics
+    [rounds], eval_return [evaluations]); NaN where no evaluation episode finished."""
+    cfg = agent.cfg
+    eval_steps = evaluation_steps(agent.env_params)
+    key, state = agent.init(key)
+    key, state = agent.warmup(key, state, cfg.learning_starts)
+
+    def period(carry, index):
+        key, state = carry
+        key, state, transitions = agent.train(key, state, cfg.eval_every)
+        key, returns, finished = agent.evaluate(key, state, eval_steps)
+        eval_return = mean_finished(returns, finished)
+        if progress is not None:
+            progress.report(index, eval_return)
+        return (key, state), (transitions.metrics, eval_return)
+
+    (_, state), (metrics, eval_return) = jax.lax.scan(
+        period, (key, state), np.arange(cfg.num_evaluations)
+    )
+    return state.params, jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return
+
+
+def evaluate_saved_run(cfg: DQNConfig) -> None:
+    """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
+    each seed again on --eval-episodes fresh episodes."""
+    saved, checkpoint = read_run(cfg.load)
+    saved_cfg = DQNConfig(**{**saved, "load": None, "eval_episodes": cfg.eval_episodes})
+    env, env_params = make(saved_cfg.env_id)
+    agent = make_agent(saved_cfg, env, env_params)
+    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+    _, states = jax.vmap(agent.init)(keys)
+    states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    eval_steps = evaluation_steps(env_params)
+    _, returns, finished = jax.jit(
+        jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
+    )(keys, states)
+    print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
+
+
 def main() -> None:
     cfg = tyro.cli(DQNConfig)
     if cfg.load is not None:
-        evaluate_saved_run(cfg.load, DQNConfig, make_agent, cfg.seed, cfg.eval_episodes)
+        evaluate_saved_run(cfg)
         return
     check_divides_devices(cfg.num_seeds)
     env, env_params = make(cfg.env_id)
     agent = make_agent(cfg, env, env_params)
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
-    run = train_with_evaluations(
-        agent, cfg.learning_starts, cfg.eval_every, cfg.num_evaluations,
-        evaluation_steps(env_params), progress,
-    )  # fmt: skip
     print(
         f"dqn_mamba: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
         f"{cfg.total_timesteps:,} steps on {jax.local_device_count()} "
         f"{jax.devices()[0].platform} device(s); compiling...",
         flush=True,
     )
-    (params, metrics, eval_return), timing = run_seeds(run, seed_keys(cfg.seed, cfg.num_seeds))
+    keys = seed_keys(cfg.seed, cfg.num_seeds)
+    (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
     name = f"dqn_mamba-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}"
-    phases_per_eval = cfg.eval_every // cfg.steps_per_update
     write_run(
         cfg.output_dir, name, cfg, metrics, eval_return, params, timing,
-        steps_per_update=cfg.steps_per_update, updates_per_eval=phases_per_eval,
+        steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
         first_step=cfg.learning_starts,
     )  # fmt: skip
 

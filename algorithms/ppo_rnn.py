@@ -13,6 +13,7 @@ never through termination.
 """
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
@@ -25,25 +26,18 @@ from flax import struct
 from gymnax.environments import spaces
 
 from memorax.environments import EpisodeStatistics, make, registered_envs
-from memorax.experiment import (
-    Progress,
-    check_divides_devices,
-    evaluate_saved_run,
-    run_seeds,
-    seed_keys,
-    train_in_rounds,
-    train_with_evaluations,
-)
+from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.results import write_run
+from memorax.results import load_checkpoint, print_evaluation, read_run, write_run
 from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import (
+    StepInput,
     Transition,
+    episode_metrics,
     evaluation_steps,
     greedy_episode_returns,
-    next_step_inputs,
-    zero_action,
+    mean_finished,
 )
 
 
@@ -60,7 +54,8 @@ class PPOConfig:
     num_envs: int = 16
     """Parallel environments per seed."""
     num_steps: int = 125
-    """Steps per env per rollout; one update trains on num_envs x num_steps steps."""
+    """Steps per env per rollout; a round is one rollout of num_envs x num_steps env steps, then
+    --update-epochs x --num-minibatches gradient updates on it."""
     total_timesteps: int = 500_000
     """Env steps per seed for the whole run."""
     num_seeds: int = 4
@@ -97,8 +92,9 @@ class PPOConfig:
     """Feed the previous reward (zero at episode starts) to the feature extractor."""
     context_length: int = 64
     """Steps of memory of --torso attention (its key/value cache)."""
-    eval_every: int = 10
-    """Updates between greedy evaluations; must divide the number of updates."""
+    eval_every: int = 20_000
+    """Env steps per seed between greedy evaluations: a multiple of --num-envs x --num-steps that
+    divides the training steps."""
     eval_episodes: int = 32
     """Greedy episodes per evaluation (one per eval env)."""
     output_dir: str = "runs"
@@ -130,17 +126,16 @@ class PPOConfig:
                 f"--num-envs ({self.num_envs}) must be divisible by --num-minibatches "
                 f"({self.num_minibatches}): minibatches are whole env sequences"
             )
-        if self.total_timesteps < self.batch_size:
+        if self.total_timesteps < self.steps_per_round:
             raise ValueError(
-                f"--total-timesteps ({self.total_timesteps}) is less than one update of "
-                f"--num-envs x --num-steps = {self.batch_size} steps"
+                f"--total-timesteps ({self.total_timesteps}) is less than one round of "
+                f"--num-envs x --num-steps = {self.steps_per_round} env steps"
             )
-        if self.num_updates % self.eval_every:
-            divisors = [d for d in range(1, self.num_updates + 1) if self.num_updates % d == 0]
+        if self.eval_every % self.steps_per_round or self.training_steps % self.eval_every:
             raise ValueError(
-                f"--eval-every ({self.eval_every}) must divide the {self.num_updates} updates of "
-                f"--total-timesteps {self.total_timesteps} / ({self.batch_size} steps per update)"
-                f"; choose one of {divisors[-8:]} or change --total-timesteps"
+                f"--eval-every ({self.eval_every}) must be a multiple of --num-envs x --num-steps "
+                f"= {self.steps_per_round} env steps that divides the {self.training_steps} "
+                f"training steps (--total-timesteps in whole rounds)"
             )
         if not (0.0 < self.gamma <= 1.0 and 0.0 <= self.gae_lambda <= 1.0):
             raise ValueError("--gamma must lie in (0, 1] and --gae-lambda in [0, 1]")
@@ -148,16 +143,22 @@ class PPOConfig:
             raise ValueError("--learning-rate, --clip-coef and --max-grad-norm must be positive")
 
     @property
-    def batch_size(self) -> int:
+    def steps_per_round(self) -> int:
+        """Env steps per round (one rollout), all envs together."""
         return self.num_envs * self.num_steps
 
     @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
+    def num_rounds(self) -> int:
+        return self.total_timesteps // self.steps_per_round
+
+    @property
+    def training_steps(self) -> int:
+        """Env steps per seed the run trains for: --total-timesteps in whole rounds."""
+        return self.num_rounds * self.steps_per_round
 
     @property
     def num_evaluations(self) -> int:
-        return self.num_updates // self.eval_every
+        return self.training_steps // self.eval_every
 
 
 @struct.dataclass
@@ -167,34 +168,16 @@ class PPOState:
     params: tuple  # (shared,) with a shared torso, else (actor, critic)
     opt_states: tuple  # one optimizer state per entry of params
     env_state: Any
-    observation: jax.Array  # [E, ...] the observation the next step acts on
-    reset: jax.Array  # [E] the next step is the first of an episode
-    prev_action: jax.Array  # [E, ...] zero at episode starts
-    prev_reward: jax.Array  # [E]
+    inputs: StepInput  # [E, ...] what the next step acts on
     carry: Any  # torso carry (or (actor, critic) carries) before the next step
-    env_steps: jax.Array  # env steps taken per env-batch so far
-
-
-def acting_inputs(state: PPOState) -> tuple:
-    """The next step's network inputs as one-step sequences: (observation, reset, carry,
-    previous action, previous reward), each [E, 1, ...] but the carry."""
-    return (
-        state.observation[:, None],
-        state.reset[:, None],
-        state.carry,
-        state.prev_action[:, None],
-        state.prev_reward[:, None],
-    )
+    env_steps: jax.Array  # env steps per seed so far
 
 
 @struct.dataclass
 class Rollout:
-    """What one rollout keeps for the update, time-major [T, E, ...]."""
+    """What one rollout keeps for the round's updates, time-major [T, E, ...]."""
 
-    observation: jax.Array
-    reset: jax.Array
-    prev_action: jax.Array
-    prev_reward: jax.Array
+    inputs: StepInput
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
@@ -204,13 +187,50 @@ class Rollout:
     final_value: jax.Array  # value of the final observation; used where truncated
 
 
-class PPO:
-    """Recurrent PPO over a gymnax-style env; actor and critic are ``Network``s.
+def ppo_loss(
+    *,
+    log_prob,
+    entropy,
+    value,
+    old_log_prob,
+    old_value,
+    advantages,
+    targets,
+    clip_coef,
+    clip_value_loss,
+    vf_coef,
+    ent_coef,
+):
+    """The clipped PPO objective over a minibatch (any shape, all arrays alike): the policy's
+    ``log_prob`` and ``entropy`` and the critic's ``value`` now, against the rollout's
+    ``old_log_prob`` and ``old_value``; advantages are normalised over the minibatch; the value
+    loss is clipped around ``old_value`` when ``clip_value_loss``. Returns (loss, metrics)."""
+    log_ratio = log_prob - old_log_prob
+    ratio = jnp.exp(log_ratio)
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    clipped_ratio = jnp.clip(ratio, 1.0 - clip_coef, 1.0 + clip_coef)
+    policy_loss = -jnp.minimum(ratio * advantages, clipped_ratio * advantages).mean()
+    value_loss = jnp.square(value - targets)
+    if clip_value_loss:
+        clipped = old_value + jnp.clip(value - old_value, -clip_coef, clip_coef)
+        value_loss = jnp.maximum(value_loss, jnp.square(clipped - targets))
+    value_loss = 0.5 * value_loss.mean()
+    entropy = entropy.mean()
+    loss = policy_loss + vf_coef * value_loss - ent_coef * entropy
+    metrics = {
+        "loss": loss,
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "clip_fraction": (jnp.abs(ratio - 1.0) > clip_coef).mean(),
+    }
+    return loss, metrics
 
-    ``train`` returns the last rollout as a ``Transition`` ([num_steps, num_envs] leaves), with
-    ``info["metrics"]`` holding one row per update of that call ([num_updates] leaves), so memory
-    stays bounded however many steps a call trains for.
-    """
+
+class PPO:
+    """Recurrent PPO over a gymnax-style env; actor and critic are ``Network``s (built on the same
+    feature extractor and torso objects, they share one, with one carry)."""
 
     def __init__(self, cfg, env, env_params, actor, critic, actor_optimizer, critic_optimizer):
         self.cfg = cfg
@@ -233,80 +253,56 @@ class PPO:
             return self.model.initialize_carry(batch_size)
         return self.actor.initialize_carry(batch_size), self.critic.initialize_carry(batch_size)
 
-    def forward(self, params, observation, reset, carry, prev_action, prev_reward):
+    def forward(self, params, inputs: StepInput, carry):
         """Policy and value over sequences [E, T, ...] -> (carry, policy, value [E, T])."""
         if self.shared:
-            carry, (policy, value) = self.model.apply(
-                params[0], observation, reset, carry, prev_action, prev_reward
-            )
+            carry, (policy, value) = self.model.apply(params[0], *inputs.network_args(carry))
             return carry, policy, value
-        actor_carry, policy = self.actor.apply(
-            params[0], observation, reset, carry[0], prev_action, prev_reward
-        )
-        critic_carry, value = self.critic.apply(
-            params[1], observation, reset, carry[1], prev_action, prev_reward
-        )
+        actor_carry, policy = self.actor.apply(params[0], *inputs.network_args(carry[0]))
+        critic_carry, value = self.critic.apply(params[1], *inputs.network_args(carry[1]))
         return (actor_carry, critic_carry), policy, value
 
-    def value(self, params, observation, reset, carry, prev_action, prev_reward) -> jax.Array:
+    def value(self, params, inputs: StepInput, carry) -> jax.Array:
         if self.shared:
-            return self.forward(params, observation, reset, carry, prev_action, prev_reward)[2]
-        _, value = self.critic.apply(
-            params[1], observation, reset, carry[1], prev_action, prev_reward
-        )
-        return value
+            return self.forward(params, inputs, carry)[2]
+        return self.critic.apply(params[1], *inputs.network_args(carry[1]))[1]
 
     def env_action(self, action: jax.Array) -> jax.Array:
         if isinstance(self.action_space, spaces.Discrete):
             return action
         return jnp.clip(action, self.action_space.low, self.action_space.high)
 
-    # --- the algorithm ------------------------------------------------------------------------
+    # --- acting -------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> tuple[jax.Array, PPOState]:
         key, env_key, init_key = jax.random.split(key, 3)
-        num_envs = self.cfg.num_envs
         observation, env_state = jax.vmap(self.env.reset, in_axes=(0, None))(
-            jax.random.split(env_key, num_envs), self.env_params
+            jax.random.split(env_key, self.cfg.num_envs), self.env_params
         )
-        reset = jnp.ones((num_envs,), bool)
-        prev_action = zero_action(self.action_space, num_envs)
-        prev_reward = jnp.zeros((num_envs,))
-        carry = self.initialize_carry(num_envs)
-        sequence = (
-            observation[:, None],
-            reset[:, None],
-            prev_action[:, None],
-            prev_reward[:, None],
-        )
+        inputs = StepInput.first(observation, self.action_space)
+        carry = self.initialize_carry(self.cfg.num_envs)
+        sequence = inputs.as_sequence()
         if self.shared:
-            params = (self.model.init(init_key, sequence[0], sequence[1], carry, *sequence[2:]),)
+            params = (self.model.init(init_key, *sequence.network_args(carry)),)
         else:
             actor_key, critic_key = jax.random.split(init_key)
             params = (
-                self.actor.init(actor_key, sequence[0], sequence[1], carry[0], *sequence[2:]),
-                self.critic.init(critic_key, sequence[0], sequence[1], carry[1], *sequence[2:]),
+                self.actor.init(actor_key, *sequence.network_args(carry[0])),
+                self.critic.init(critic_key, *sequence.network_args(carry[1])),
             )
         opt_states = tuple(opt.init(p) for opt, p in zip(self.optimizers, params, strict=True))
         state = PPOState(
-            params,
-            opt_states,
-            env_state,
-            observation,
-            reset,
-            prev_action,
-            prev_reward,
-            carry,
-            jnp.zeros((), jnp.int32),
+            params=params,
+            opt_states=opt_states,
+            env_state=env_state,
+            inputs=inputs,
+            carry=carry,
+            env_steps=jnp.zeros((), jnp.int32),
         )
-        return key, state
-
-    def warmup(self, key: jax.Array, state: PPOState, num_steps: int) -> tuple[jax.Array, PPOState]:
-        """On-policy PPO has no buffer to fill: a no-op, kept for the shared algorithm API."""
         return key, state
 
     def _env_step(self, state: PPOState, key: jax.Array):
         act_key, env_key = jax.random.split(key)
-        carry, policy, value = self.forward(state.params, *acting_inputs(state))
+        carry, policy, value = self.forward(state.params, state.inputs.as_sequence(), state.carry)
         action = policy.sample(seed=act_key)  # [E, 1, ...]
         log_prob = policy.log_prob(action)[:, 0]
         action = action[:, 0]
@@ -320,67 +316,31 @@ class PPO:
         )
         # A truncated episode bootstraps from its final observation, seen with the carry that the
         # episode had reached; the next step's observation already belongs to a new episode.
-        final_value = self.value(
-            state.params,
-            info["final_observation"][:, None],
-            jnp.zeros_like(state.reset)[:, None],
-            carry,
-            action[:, None],
-            reward[:, None],
-        )[:, 0]
-        done = jnp.logical_or(terminated, truncated)
-        prev_action, prev_reward = next_step_inputs(done, action, reward)
-        step = Rollout(
-            state.observation,
-            state.reset,
-            state.prev_action,
-            state.prev_reward,
-            action,
-            log_prob,
-            value[:, 0],
-            reward,
-            terminated,
-            truncated,
-            final_value,
+        final_inputs = StepInput(
+            observation=info["final_observation"],
+            reset=jnp.zeros_like(state.inputs.reset),
+            prev_action=action,
+            prev_reward=reward,
         )
+        final_value = self.value(state.params, final_inputs.as_sequence(), carry)[:, 0]
+        step = Rollout(
+            inputs=state.inputs,
+            action=action,
+            log_prob=log_prob,
+            value=value[:, 0],
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            final_value=final_value,
+        )
+        done = jnp.logical_or(terminated, truncated)
         state = state.replace(
             env_state=env_state,
-            observation=observation,
-            reset=done,
-            prev_action=prev_action,
-            prev_reward=prev_reward,
+            inputs=StepInput.after(observation, done, action, reward),
             carry=carry,
+            env_steps=state.env_steps + self.cfg.num_envs,
         )
         return state, (step, info)
-
-    def _loss(self, params, batch: Rollout, carry, advantages, targets):
-        """PPO loss over whole env sequences [E_mb, T], replayed from their rollout carry."""
-        cfg = self.cfg
-        _, policy, value = self.forward(
-            params, batch.observation, batch.reset, carry, batch.prev_action, batch.prev_reward
-        )
-        log_prob = policy.log_prob(batch.action)
-        log_ratio = log_prob - batch.log_prob
-        ratio = jnp.exp(log_ratio)
-        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        clipped_ratio = jnp.clip(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
-        policy_loss = -jnp.minimum(ratio * advantages, clipped_ratio * advantages).mean()
-        value_loss = jnp.square(value - targets)
-        if cfg.clip_value_loss:
-            clipped = batch.value + jnp.clip(value - batch.value, -cfg.clip_coef, cfg.clip_coef)
-            value_loss = jnp.maximum(value_loss, jnp.square(clipped - targets))
-        value_loss = 0.5 * value_loss.mean()
-        entropy = policy.entropy().mean()
-        loss = policy_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
-        metrics = {
-            "loss": loss,
-            "policy_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy": entropy,
-            "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
-            "clip_fraction": (jnp.abs(ratio - 1.0) > cfg.clip_coef).mean(),
-        }
-        return loss, metrics
 
     def collect(self, state: PPOState, key: jax.Array):
         """A rollout of num_steps per env with the current policy.
@@ -390,7 +350,7 @@ class PPO:
         cfg = self.cfg
         step_keys = jax.random.split(key, cfg.num_steps)
         state, (rollout, info) = jax.lax.scan(self._env_step, state, step_keys)
-        last_value = self.value(state.params, *acting_inputs(state))[:, 0]
+        last_value = self.value(state.params, state.inputs.as_sequence(), state.carry)[:, 0]
         next_values = jnp.concatenate([rollout.value[1:], last_value[None]], axis=0)
         next_values = jnp.where(rollout.truncated, rollout.final_value, next_values)
         advantages, targets = generalized_advantage_estimate(
@@ -404,7 +364,40 @@ class PPO:
         )
         return state, rollout, info, advantages, targets
 
-    def _update(self, state: PPOState, key: jax.Array):
+    # --- learning -----------------------------------------------------------------------------
+    def _loss(self, params, batch: Rollout, carry, advantages, targets):
+        """PPO loss over whole env sequences [E_mb, T], replayed from their rollout carry."""
+        cfg = self.cfg
+        _, policy, value = self.forward(params, batch.inputs, carry)
+        return ppo_loss(
+            log_prob=policy.log_prob(batch.action),
+            entropy=policy.entropy(),
+            value=value,
+            old_log_prob=batch.log_prob,
+            old_value=batch.value,
+            advantages=advantages,
+            targets=targets,
+            clip_coef=cfg.clip_coef,
+            clip_value_loss=cfg.clip_value_loss,
+            vf_coef=cfg.vf_coef,
+            ent_coef=cfg.ent_coef,
+        )
+
+    def _update(self, train_state, minibatch):
+        """One gradient update on a minibatch of whole env sequences and their rollout carry."""
+        params, opt_states = train_state
+        (sequences, advantages, targets), carry = minibatch
+        grads, metrics = jax.grad(self._loss, has_aux=True)(
+            params, sequences, carry, advantages, targets
+        )
+        updated = [
+            opt.update(g, s, p)
+            for opt, g, s, p in zip(self.optimizers, grads, opt_states, params, strict=True)
+        ]
+        params = tuple(optax.apply_updates(p, u) for p, (u, _) in zip(params, updated, strict=True))
+        return (params, tuple(s for _, s in updated)), metrics
+
+    def _round(self, state: PPOState, key: jax.Array):
         """One rollout of num_steps per env, then update_epochs x num_minibatches updates."""
         cfg = self.cfg
         rollout_carry = state.carry
@@ -412,21 +405,6 @@ class PPO:
         state, rollout, info, advantages, targets = self.collect(state, collect_key)
         # Env-major [E, T, ...] so a minibatch is a set of whole env sequences.
         batch = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), (rollout, advantages, targets))
-
-        def minibatch_step(train_state, minibatch):
-            params, opt_states = train_state
-            (sequences, advantages, targets), carry = minibatch
-            grads, metrics = jax.grad(self._loss, has_aux=True)(
-                params, sequences, carry, advantages, targets
-            )
-            updated = [
-                opt.update(g, s, p)
-                for opt, g, s, p in zip(self.optimizers, grads, opt_states, params, strict=True)
-            ]
-            params = tuple(
-                optax.apply_updates(p, u) for p, (u, _) in zip(params, updated, strict=True)
-            )
-            return (params, tuple(s for _, s in updated)), metrics
 
         def epoch(train_state, epoch_key):
             permutation = jax.random.permutation(epoch_key, cfg.num_envs)
@@ -436,37 +414,46 @@ class PPO:
                 return x.reshape((cfg.num_minibatches, -1) + x.shape[1:])
 
             minibatches = jax.tree.map(split, (batch, rollout_carry))
-            return jax.lax.scan(minibatch_step, train_state, minibatches)
+            return jax.lax.scan(self._update, train_state, minibatches)
 
         epoch_keys = jax.random.split(epochs_key, cfg.update_epochs)
         (params, opt_states), metrics = jax.lax.scan(
             epoch, (state.params, state.opt_states), epoch_keys
         )
-        state = state.replace(
-            params=params, opt_states=opt_states, env_steps=state.env_steps + cfg.batch_size
-        )
-        metrics = jax.tree.map(jnp.mean, metrics)
-        ended = info["returned_episode"]
-        metrics["episodes"] = ended.sum()
-        metrics["episode_return"] = jnp.where(
-            ended.any(), (info["returned_episode_returns"] * ended).sum() / ended.sum(), jnp.nan
-        )
+        state = state.replace(params=params, opt_states=opt_states)
+        metrics = {**jax.tree.map(jnp.mean, metrics), **episode_metrics(info)}
         transitions = Transition(
-            rollout.observation,
-            rollout.action,
-            rollout.reward,
-            jnp.logical_or(rollout.terminated, rollout.truncated),
-            info,
+            observation=rollout.inputs.observation,
+            action=rollout.action,
+            reward=rollout.reward,
+            done=jnp.logical_or(rollout.terminated, rollout.truncated),
+            info=info,
+            metrics={},
         )
-        return state, (transitions, metrics)
+        return state, transitions, metrics
 
     def train(self, key: jax.Array, state: PPOState, num_steps: int):
-        """Train for ``num_steps`` env steps per seed (a multiple of num_envs x num_steps).
+        """Train for ``num_steps`` env steps per seed: whole rounds of num_envs x num_steps.
 
-        Resumable: train(n1) then train(n2) gives the same state as train(n1 + n2)."""
-        return train_in_rounds(
-            self._update, key, state, num_steps, self.cfg.batch_size, "--num-envs x --num-steps"
+        Returns (key, state, transitions): the last round's rollout ([num_steps, num_envs]) and
+        one metrics row per round. Resumable: train(n1) then train(n2) equals train(n1 + n2)."""
+        if num_steps % self.cfg.steps_per_round:
+            raise ValueError(
+                f"train(num_steps={num_steps}) must be a multiple of --num-envs x --num-steps = "
+                f"{self.cfg.steps_per_round}"
+            )
+
+        def one_round(carry, _):
+            key, state = carry
+            key, round_key = jax.random.split(key)
+            state, transitions, metrics = self._round(state, round_key)
+            return (key, state), (transitions, metrics)
+
+        (key, state), (transitions, metrics) = jax.lax.scan(
+            one_round, (key, state), None, length=num_steps // self.cfg.steps_per_round
         )
+        last = jax.tree.map(lambda x: x[-1], transitions)
+        return key, state, last.replace(metrics=metrics)
 
     def evaluate(self, key: jax.Array, state: PPOState, num_steps: int):
         """Greedy evaluation: eval_episodes fresh envs, the policy's mode, ``num_steps`` steps.
@@ -474,17 +461,15 @@ class PPO:
         first episode; only finished episodes count."""
         key, eval_key = jax.random.split(key)
 
-        def act(carry, observation, reset, prev_action, prev_reward):
-            carry, policy, _ = self.forward(
-                state.params, observation, reset, carry, prev_action, prev_reward
-            )
+        def act(carry, inputs):
+            carry, policy, _ = self.forward(state.params, inputs, carry)
             return carry, policy.mode()[:, 0]
 
         num_envs = self.cfg.eval_episodes
+        carry = self.initialize_carry(num_envs)
         returns, finished = greedy_episode_returns(
-            eval_key, self.env, self.env_params, act, self.initialize_carry(num_envs), num_envs,
-            num_steps, self.env_action,
-        )  # fmt: skip
+            eval_key, self.env, self.env_params, act, carry, num_envs, num_steps, self.env_action
+        )
         return key, returns, finished
 
 
@@ -513,7 +498,7 @@ def make_agent(cfg: PPOConfig, env, env_params) -> PPO:
         critic_extractor, critic_torso = feature_extractor(), torso()
     actor = Network(actor_extractor, actor_torso, policy_head)
     critic = Network(critic_extractor, critic_torso, heads.VNetwork())
-    gradient_steps = cfg.num_updates * cfg.update_epochs * cfg.num_minibatches
+    gradient_steps = cfg.num_rounds * cfg.update_epochs * cfg.num_minibatches
     learning_rate = (
         optax.linear_schedule(cfg.learning_rate, 0.0, gradient_steps)
         if cfg.anneal_lr
@@ -528,29 +513,67 @@ def make_agent(cfg: PPOConfig, env, env_params) -> PPO:
     return PPO(cfg, env, env_params, actor, critic, optimizer(), optimizer())
 
 
+def run(agent: PPO, key: jax.Array, progress: Progress | None = None):
+    """One seed's whole run: init, then per evaluation period train for --eval-every env steps
+    and evaluate greedily. Returns (params, metrics [rounds], eval_return [evaluations]); NaN
+    where no evaluation episode finished."""
+    cfg = agent.cfg
+    eval_steps = evaluation_steps(agent.env_params)
+    key, state = agent.init(key)
+
+    def period(carry, index):
+        key, state = carry
+        key, state, transitions = agent.train(key, state, cfg.eval_every)
+        key, returns, finished = agent.evaluate(key, state, eval_steps)
+        eval_return = mean_finished(returns, finished)
+        if progress is not None:
+            progress.report(index, eval_return)
+        return (key, state), (transitions.metrics, eval_return)
+
+    (_, state), (metrics, eval_return) = jax.lax.scan(
+        period, (key, state), np.arange(cfg.num_evaluations)
+    )
+    return state.params, jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return
+
+
+def evaluate_saved_run(cfg: PPOConfig) -> None:
+    """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
+    each seed again on --eval-episodes fresh episodes."""
+    saved, checkpoint = read_run(cfg.load)
+    saved_cfg = PPOConfig(**{**saved, "load": None, "eval_episodes": cfg.eval_episodes})
+    env, env_params = make(saved_cfg.env_id)
+    agent = make_agent(saved_cfg, env, env_params)
+    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+    _, states = jax.vmap(agent.init)(keys)
+    states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    eval_steps = evaluation_steps(env_params)
+    _, returns, finished = jax.jit(
+        jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
+    )(keys, states)
+    print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
+
+
 def main() -> None:
     cfg = tyro.cli(PPOConfig)
     if cfg.load is not None:
-        evaluate_saved_run(cfg.load, PPOConfig, make_agent, cfg.seed, cfg.eval_episodes)
+        evaluate_saved_run(cfg)
         return
     check_divides_devices(cfg.num_seeds)
     env, env_params = make(cfg.env_id)
     agent = make_agent(cfg, env, env_params)
-    steps_per_chunk = cfg.eval_every * cfg.batch_size
-    progress = Progress(cfg.num_evaluations, cfg.num_seeds, steps_per_chunk)
-    run = train_with_evaluations(
-        agent, 0, steps_per_chunk, cfg.num_evaluations, evaluation_steps(env_params), progress
-    )
+    progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every)
     print(
         f"ppo_rnn: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
-        f"{cfg.total_timesteps:,} steps on {jax.local_device_count()} "
+        f"{cfg.training_steps:,} steps on {jax.local_device_count()} "
         f"{jax.devices()[0].platform} device(s); compiling...",
         flush=True,
     )
-    (params, metrics, eval_return), timing = run_seeds(run, seed_keys(cfg.seed, cfg.num_seeds))
+    keys = seed_keys(cfg.seed, cfg.num_seeds)
+    (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
+    name = f"ppo_rnn-{cfg.env_id}-{cfg.torso}"
     write_run(
-        cfg.output_dir, f"ppo_rnn-{cfg.env_id}-{cfg.torso}", cfg, metrics, eval_return, params,
-        timing, steps_per_update=cfg.batch_size, updates_per_eval=cfg.eval_every,
+        cfg.output_dir, name, cfg, metrics, eval_return, params, timing,
+        steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
     )  # fmt: skip
 
 

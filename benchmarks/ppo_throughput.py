@@ -17,8 +17,9 @@ import jax
 import numpy as np
 
 from algorithms.ppo_rnn import PPOConfig, make_agent
+from benchmarks.machine import machine_info
 from memorax.environments import make
-from memorax.experiment import machine_info, seed_keys, shard_seeds
+from memorax.experiment import seed_keys, shard_seeds
 from memorax.results import atomic_write, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -30,7 +31,7 @@ def reference_config(num_seeds: int) -> PPOConfig:
     return PPOConfig(
         env_id="CartPole-v1", torso="gru", hidden_size=128, num_envs=4, num_steps=128,
         total_timesteps=UPDATES * 4 * 128, update_epochs=4, num_minibatches=4,
-        learning_rate=2.5e-4, shared_torso=True, eval_every=UPDATES, num_seeds=num_seeds,
+        learning_rate=2.5e-4, shared_torso=True, eval_every=UPDATES * 4 * 128, num_seeds=num_seeds,
     )  # fmt: skip
 
 
@@ -42,7 +43,7 @@ def measure(num_seeds: int, repeats: int) -> dict:
     def run(key):
         key, state = agent.init(key)
         _, state, transitions = agent.train(key, state, cfg.total_timesteps)
-        return transitions.info["metrics"]["loss"][-1]
+        return transitions.metrics["loss"][-1]
 
     keys = shard_seeds(seed_keys(0, num_seeds))
     start = time.perf_counter()

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import matplotlib
 import tyro
 
-from memorax.experiment import machine_info
+from benchmarks.machine import machine_info
 from memorax.networks import RNN
 from memorax.networks.sequence_models import LRU, S5, Mamba, SelfAttention
 from memorax.results import atomic_write, write_json

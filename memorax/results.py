@@ -115,37 +115,36 @@ def write_run(
     eval_returns: Any,
     params: Any,
     timing: Any,
-    steps_per_update: int,
-    updates_per_eval: int,
+    steps_per_round: int,
+    eval_every: int,
     first_step: int = 0,
 ) -> Path:
     """Report a finished multi-seed run and write everything it leaves behind, in a new folder
     ``output_dir/<name>-<time>``:
 
-    config.json, curves.npz (per-seed arrays [seeds, points]: every metric per update, the greedy
+    config.json, curves.npz (per-seed arrays [seeds, points]: every metric per round, the greedy
     evaluation return, and their env-step axes), summary.json (final greedy-evaluation IQM across
     seeds with a bootstrap interval, and the timing), learning_curve.png and checkpoint.msgpack
-    (the parameters of every seed). ``metrics`` leaves are [seeds, updates], ``eval_returns``
-    [seeds, evaluations]; ``timing`` is ``memorax.experiment.Timing``. ``first_step`` is where
-    updates begin on the env-step axis (after an off-policy warmup).
+    (the parameters of every seed). ``metrics`` leaves are [seeds, rounds], ``eval_returns``
+    [seeds, evaluations]; a round is ``steps_per_round`` env steps per seed, an evaluation
+    follows every ``eval_every``; ``timing`` is ``memorax.experiment.Timing``. ``first_step`` is
+    where training begins on the env-step axis (after an off-policy warmup).
     """
     eval_returns = np.asarray(eval_returns)
     num_seeds, num_evaluations = eval_returns.shape
-    num_updates = num_evaluations * updates_per_eval
-    total_steps = num_seeds * (first_step + num_updates * steps_per_update)
+    num_rounds = num_evaluations * eval_every // steps_per_round
+    total_steps = num_seeds * (first_step + num_evaluations * eval_every)
     steps_per_second = total_steps / timing.run_seconds
     print(
         f"compiled in {timing.compile_seconds:.1f} s; ran {total_steps:,} env steps in "
         f"{timing.run_seconds:.1f} s = {steps_per_second:,.0f} env steps/s",
         flush=True,
     )
-    update_steps = first_step + steps_per_update * np.arange(1, num_updates + 1)
-    eval_steps = first_step + steps_per_update * updates_per_eval * np.arange(
-        1, num_evaluations + 1
-    )
+    round_steps = first_step + steps_per_round * np.arange(1, num_rounds + 1)
+    eval_steps = first_step + eval_every * np.arange(1, num_evaluations + 1)
     curves = {
         **{key: np.asarray(value) for key, value in metrics.items()},
-        "update_env_steps": np.broadcast_to(update_steps, (num_seeds, num_updates)),
+        "round_env_steps": np.broadcast_to(round_steps, (num_seeds, num_rounds)),
         "eval_return": eval_returns,
         "eval_env_steps": np.broadcast_to(eval_steps, (num_seeds, num_evaluations)),
     }
@@ -183,3 +182,14 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
     if not (config.is_file() and checkpoint.is_file()):
         raise ValueError(f"--load {run_dir}: no config.json and checkpoint.msgpack there")
     return json.loads(config.read_text()), checkpoint
+
+
+def print_evaluation(title: str, returns: Any, finished: Any) -> np.ndarray:
+    """Print and return each seed's mean return over its finished episodes (NaN where none
+    finished), from ``returns`` and ``finished`` [seeds, episodes]."""
+    returns, finished = np.asarray(returns, np.float64), np.asarray(finished, bool)
+    counts = finished.sum(axis=1)
+    totals = np.where(finished, returns, 0.0).sum(axis=1)
+    per_seed = np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+    print(f"{title}: per-seed return {np.round(per_seed, 2).tolist()}", flush=True)
+    return per_seed

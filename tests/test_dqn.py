@@ -12,11 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms.dqn_mamba import DQN, DQNConfig, make_agent
+from algorithms.dqn_mamba import DQN, DQNConfig, double_q_value, dqn_loss, make_agent
 from memorax.buffers import make_episode_buffer, sequence_priority
 from memorax.environments import make
 from memorax.experiment import run_seeds, seed_keys
 from memorax.replay import n_step_targets
+from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,6 +89,31 @@ def test_n_step_targets_match_python_loops(n):
     assert expected_valid.mean() < 1.0  # unknown truncation values do occur and are refused
 
 
+def test_double_q_value_and_dqn_loss_match_plain_formulas():
+    """Double DQN's bootstrap Q_target(s, argmax_a Q_online(s, a)) and the importance-weighted
+    per-sequence mean of 0.5 TD^2 over valid steps, in plain Python loops."""
+    rng = np.random.default_rng(7)
+    q_online, q_target = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
+    value = np.asarray(double_q_value(jnp.asarray(q_online), jnp.asarray(q_target)))
+    for b, t in np.ndindex(3, 5):
+        assert value[b, t] == q_target[b, t, int(np.argmax(q_online[b, t]))]
+    q_taken, targets = rng.normal(size=(2, 3, 5)).astype(np.float32)
+    valid = rng.random((3, 5)) < 0.7
+    valid[2] = False  # a sequence with no valid step adds nothing
+    weights = rng.random(3).astype(np.float32)
+    loss, td_error = dqn_loss(*map(jnp.asarray, (q_taken, targets, valid, weights)))
+    per_sequence = []
+    for b in range(3):
+        errors = [0.5 * (q_taken[b, t] - targets[b, t]) ** 2 for t in range(5) if valid[b, t]]
+        per_sequence.append(weights[b] * (sum(errors) / len(errors) if errors else 0.0))
+    assert float(loss) == pytest.approx(np.mean(per_sequence), rel=1e-5)
+    np.testing.assert_allclose(np.asarray(td_error), q_taken - targets, rtol=1e-6)
+    grad = jax.grad(lambda t: dqn_loss(jnp.asarray(q_taken), t, valid, weights)[0])(
+        jnp.asarray(targets)
+    )
+    assert float(jnp.abs(grad).max()) == 0.0  # no gradient through the targets
+
+
 def _filled(agent: DQN, seed: int = 0):
     """An agent's state after its warmup (params unchanged, buffer full of stored carries)."""
     key, state = agent.init(jax.random.key(seed))
@@ -96,10 +122,13 @@ def _filled(agent: DQN, seed: int = 0):
 
 def _step(agent: DQN, params, carry, observation, reset, prev_action, prev_reward):
     """One network step on one sequence: returns (carry, q [A])."""
-    carry, q = agent.q_values(
-        params, observation[None, None], jnp.asarray(reset)[None, None], carry,
-        jnp.asarray(prev_action)[None, None], jnp.asarray(prev_reward)[None, None],
-    )  # fmt: skip
+    inputs = StepInput(
+        observation=jnp.asarray(observation)[None, None],
+        reset=jnp.asarray(reset)[None, None],
+        prev_action=jnp.asarray(prev_action)[None, None],
+        prev_reward=jnp.asarray(prev_reward)[None, None],
+    )
+    carry, q = agent.q_values(params, inputs, carry)
     return carry, np.asarray(q[0, 0])
 
 
@@ -131,8 +160,8 @@ def test_replayed_td_errors_equal_step_by_step_reference_from_the_stored_carries
             carry = jax.tree.map(lambda x, b=b: x[b : b + 1, 0], sample.experience.carry)
             qs = []
             for j in range(length):
-                inputs = (seq.observation[b, j], reset[b, j], seq.prev_action[b, j],
-                          seq.prev_reward[b, j])  # fmt: skip
+                inputs = (seq.inputs.observation[b, j], reset[b, j],
+                          seq.inputs.prev_action[b, j], seq.inputs.prev_reward[b, j])  # fmt: skip
                 carry, q = _step(agent, params, carry, *inputs)
                 qs.append(q)
                 if seq.truncated[b, j] and not seq.terminated[b, j]:
@@ -177,10 +206,8 @@ def test_stored_carries_are_the_carries_that_acted():
     seq = sample.experience
     start = jax.tree.map(lambda x: x[:, 0], seq.carry)
     for steps in (1, 4, agent.cfg.replay_length - 1):
-        carry, _ = agent.q_values(
-            state.params, seq.observation[:, :steps], sample.reset[:, :steps], start,
-            seq.prev_action[:, :steps], seq.prev_reward[:, :steps],
-        )  # fmt: skip
+        head = jax.tree.map(lambda x, s=steps: x[:, :s], seq.inputs.replace(reset=sample.reset))
+        carry, _ = agent.q_values(state.params, head, start)
         stored = jax.tree.map(lambda x, s=steps: x[:, s], seq.carry)
         # Acting ran one step at a time under jit: equal to the contract's float32 tolerance; a
         # carry one step off differs by orders of magnitude more.
@@ -205,12 +232,13 @@ def test_burn_in_gets_no_gradient(torso):
     weights = jnp.ones((cfg.batch_size,))
 
     def loss(observation, carry):
-        experience = sample.experience.replace(observation=observation, carry=carry)
+        inputs = sample.experience.inputs.replace(observation=observation)
+        experience = sample.experience.replace(inputs=inputs, carry=carry)
         replaced = sample.replace(experience=experience)
         return agent._loss(state.params, state.target_params, replaced, weights)[0]
 
     obs_grad, carry_grad = jax.grad(loss, argnums=(0, 1))(
-        sample.experience.observation, sample.experience.carry
+        sample.experience.inputs.observation, sample.experience.carry
     )
     obs_grad = np.abs(np.asarray(obs_grad)).sum(axis=(0, 2))  # [L]
     assert np.all(obs_grad[: cfg.burn_in] == 0.0)
@@ -240,8 +268,9 @@ def test_train_is_resumable_bit_for_bit():
     state = _filled(agent)
     train = jax.jit(agent.train, static_argnums=2)
     key = jax.random.key(5)
-    k1, once, _ = train(key, state, 64)
+    k1, once, transitions = train(key, state, 64)
     k2, twice, _ = train(*train(key, state, 32)[:2], 32)
+    assert transitions.metrics["loss"].shape == (64 // agent.cfg.steps_per_round,)
     assert jnp.array_equal(jax.random.key_data(k1), jax.random.key_data(k2))
     assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), once, twice))
 
@@ -385,7 +414,7 @@ def test_docs_api_with_user_built_parts():
     key, state = agent.warmup(key, state, cfg.learning_starts)
     assert bool(buffer.can_sample(state.buffer_state))
     key, trained, transitions = agent.train(key, state, cfg.training_steps)
-    assert int(trained.updates) == cfg.training_steps // cfg.steps_per_update
+    assert int(trained.updates) == cfg.training_steps // cfg.steps_per_round
     assert int(trained.env_steps) == cfg.total_timesteps
     assert transitions.observation.shape == (cfg.train_frequency, cfg.num_envs, 2)
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, trained.params)

@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithms.ppo_rnn import PPO, PPOConfig, PPOState, make_agent
+from algorithms.ppo_rnn import PPO, PPOConfig, PPOState, make_agent, ppo_loss
 from memorax.environments import make
 from memorax.experiment import run_seeds, seed_keys
 from memorax.returns import generalized_advantage_estimate
+from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,9 +24,11 @@ ENV_ID = "CartPole-P-v1"
 
 
 def tiny_config(**overrides) -> PPOConfig:
-    settings = dict(num_envs=4, num_steps=16, hidden_size=16, eval_every=2, num_seeds=2)
+    settings = dict(num_envs=4, num_steps=16, hidden_size=16, num_seeds=2)
     settings = {**settings, "eval_episodes": 4, **overrides}
-    settings.setdefault("total_timesteps", 4 * settings["num_envs"] * settings["num_steps"])
+    steps_per_round = settings["num_envs"] * settings["num_steps"]
+    settings.setdefault("total_timesteps", 4 * steps_per_round)
+    settings.setdefault("eval_every", 2 * steps_per_round)
     return PPOConfig(**settings)
 
 
@@ -71,6 +74,46 @@ def test_gae_matches_python_loop_with_terminations_and_truncations():
     np.testing.assert_allclose(targets, expected + values, atol=1e-5)
 
 
+@pytest.mark.parametrize("clip_value_loss", [True, False])
+def test_ppo_loss_matches_the_plain_formula(clip_value_loss):
+    """Schulman et al. 2017's clipped objective, element by element in Python floats."""
+    rng = np.random.default_rng(1)
+    log_prob, old_log_prob = rng.normal(scale=0.3, size=(2, 5, 7))
+    value, old_value, targets, entropy = rng.normal(size=(4, 5, 7))
+    advantages = rng.normal(size=(5, 7))
+    clip, vf_coef, ent_coef = 0.2, 0.5, 0.01
+    arrays = dict(
+        log_prob=log_prob, entropy=entropy, value=value, old_log_prob=old_log_prob,
+        old_value=old_value, advantages=advantages, targets=targets,
+    )  # fmt: skip
+    loss, metrics = ppo_loss(
+        **{name: jnp.asarray(x, jnp.float32) for name, x in arrays.items()},
+        clip_coef=clip,
+        clip_value_loss=clip_value_loss,
+        vf_coef=vf_coef,
+        ent_coef=ent_coef,
+    )
+    normalised = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    policy_terms, value_terms = [], []
+    for i in np.ndindex(advantages.shape):
+        ratio = np.exp(log_prob[i] - old_log_prob[i])
+        clipped_ratio = min(max(ratio, 1 - clip), 1 + clip)
+        policy_terms.append(-min(ratio * normalised[i], clipped_ratio * normalised[i]))
+        error = (value[i] - targets[i]) ** 2
+        if clip_value_loss:
+            clipped = old_value[i] + min(max(value[i] - old_value[i], -clip), clip)
+            error = max(error, (clipped - targets[i]) ** 2)
+        value_terms.append(error)
+    policy_loss, value_loss = np.mean(policy_terms), 0.5 * np.mean(value_terms)
+    expected = policy_loss + vf_coef * value_loss - ent_coef * entropy.mean()
+    assert float(metrics["policy_loss"]) == pytest.approx(policy_loss, abs=1e-5)
+    assert float(metrics["value_loss"]) == pytest.approx(value_loss, abs=1e-5)
+    assert float(loss) == pytest.approx(expected, abs=1e-5)
+    assert float(metrics["clip_fraction"]) == pytest.approx(
+        np.mean(np.abs(np.exp(log_prob - old_log_prob) - 1) > clip)
+    )
+
+
 REPLAY_CASES = [
     ("gru", False, False),
     ("lstm", True, True),
@@ -90,17 +133,17 @@ def test_training_pass_replays_exactly_what_acted(torso, shared, prev_inputs):
     )  # fmt: skip
     key, state = agent.init(jax.random.key(0))
     _, rollout, _, _, _ = jax.jit(agent.collect)(state, key)
-    assert bool(rollout.reset[1:].any()), "no episode ended inside the rollout: test is vacuous"
+    assert bool(rollout.inputs.reset[1:].any()), (
+        "no episode ended inside the rollout: test is vacuous"
+    )
     sequences = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), rollout)  # [E, T, ...]
-    _, policy, value = agent.forward(
-        state.params, sequences.observation, sequences.reset, state.carry,
-        sequences.prev_action, sequences.prev_reward,
-    )  # fmt: skip
+    _, policy, value = agent.forward(state.params, sequences.inputs, state.carry)
     assert tree_max_diff(policy.log_prob(sequences.action), sequences.log_prob) <= 1e-5
     assert tree_max_diff(value, sequences.value) <= 1e-5
     # The first step of every episode sees no action or reward of the episode before.
-    assert float(jnp.abs(sequences.prev_action[sequences.reset]).max()) == 0.0
-    assert float(jnp.abs(sequences.prev_reward[sequences.reset]).max()) == 0.0
+    inputs = sequences.inputs
+    assert float(jnp.abs(inputs.prev_action[inputs.reset]).max()) == 0.0
+    assert float(jnp.abs(inputs.prev_reward[inputs.reset]).max()) == 0.0
 
 
 def test_truncation_bootstraps_from_the_final_observation_value():
@@ -112,26 +155,31 @@ def test_truncation_bootstraps_from_the_final_observation_value():
     truncated = np.argwhere(np.asarray(rollout.truncated))
     assert len(truncated), "no truncation inside the rollout: test is vacuous"
     for t, env in truncated[:4]:
-        start = int(np.flatnonzero(np.asarray(rollout.reset[: t + 1, env]))[-1])
+        start = int(np.flatnonzero(np.asarray(rollout.inputs.reset[: t + 1, env]))[-1])
         history = jax.tree.map(lambda x, s=start, t=t, e=env: x[s : t + 1, e][None], rollout)
         observation = jnp.concatenate(
-            [history.observation, info["final_observation"][t, env][None, None]], axis=1
+            [history.inputs.observation, info["final_observation"][t, env][None, None]], axis=1
         )
-        reset = jnp.zeros(observation.shape[:2], bool).at[0, 0].set(True)
-        prev_action = jnp.concatenate([history.prev_action, history.action[:, -1:]], axis=1)
-        prev_reward = jnp.concatenate([history.prev_reward, history.reward[:, -1:]], axis=1)
-        value = agent.value(
-            state.params, observation, reset, agent.initialize_carry(1), prev_action, prev_reward
-        )[0, -1]
+        inputs = StepInput(
+            observation=observation,
+            reset=jnp.zeros(observation.shape[:2], bool).at[0, 0].set(True),
+            prev_action=jnp.concatenate(
+                [history.inputs.prev_action, history.action[:, -1:]], axis=1
+            ),
+            prev_reward=jnp.concatenate(
+                [history.inputs.prev_reward, history.reward[:, -1:]], axis=1
+            ),
+        )
+        value = agent.value(state.params, inputs, agent.initialize_carry(1))[0, -1]
         assert abs(float(value - rollout.final_value[t, env])) <= 1e-5
         expected = rollout.reward[t, env] + 0.9 * value - rollout.value[t, env]
         assert abs(float(advantages[t, env] - expected)) <= 1e-5
 
 
-def _train_params(agent: PPO, updates: int):
+def _train_params(agent: PPO, rounds: int):
     def run(key):
         key, state = agent.init(key)
-        _, state, _ = agent.train(key, state, updates * agent.cfg.batch_size)
+        _, state, _ = agent.train(key, state, rounds * agent.cfg.steps_per_round)
         return state.params
 
     return run
@@ -140,7 +188,7 @@ def _train_params(agent: PPO, updates: int):
 @pytest.mark.timeout(300)
 def test_seed_i_of_a_multi_seed_run_equals_the_single_seed_run():
     agent = tiny_agent()
-    run = _train_params(agent, updates=2)
+    run = _train_params(agent, rounds=2)
     keys = seed_keys(0, 3)
     batched, _ = run_seeds(run, keys)
     single = jax.jit(run)(keys[2])
@@ -152,7 +200,7 @@ import sys
 import jax, numpy as np
 from tests.test_ppo import tiny_agent, _train_params
 from memorax.experiment import run_seeds, seed_keys
-params, _ = run_seeds(_train_params(tiny_agent(), updates=2), seed_keys(0, 2))
+params, _ = run_seeds(_train_params(tiny_agent(), rounds=2), seed_keys(0, 2))
 np.savez(sys.argv[1], *[np.asarray(leaf) for leaf in jax.tree.leaves(params)])
 print("devices", jax.local_device_count())
 """
@@ -180,24 +228,25 @@ def test_train_is_resumable_bit_for_bit():
     agent = tiny_agent(torso="lstm", use_prev_action=True)
     train = jax.jit(agent.train, static_argnums=2)
     key, state = agent.init(jax.random.key(3))
-    batch = agent.cfg.batch_size
-    key_a, state_a, _ = train(key, state, 2 * batch)
-    key_a, state_a, _ = train(key_a, state_a, batch)
-    key_b, state_b, transitions = train(key, state, 3 * batch)
+    steps = agent.cfg.steps_per_round
+    key_a, state_a, _ = train(key, state, 2 * steps)
+    key_a, state_a, _ = train(key_a, state_a, steps)
+    key_b, state_b, transitions = train(key, state, 3 * steps)
     assert isinstance(state_b, PPOState)
     assert trees_equal(jax.random.key_data(key_a), jax.random.key_data(key_b))
     assert trees_equal(state_a, state_b)
-    # transitions: the last rollout ([T, E]) and one metrics row per update.
+    # transitions: the last rollout ([T, E]) and one metrics row per round.
     assert transitions.observation.shape[:2] == (agent.cfg.num_steps, agent.cfg.num_envs)
-    assert transitions.info["metrics"]["loss"].shape == (3,)
+    assert transitions.metrics["loss"].shape == (3,)
     with pytest.raises(ValueError, match="multiple of --num-envs x --num-steps"):
-        agent.train(key, state, batch + 1)
+        agent.train(key, state, steps + 1)
 
 
 def test_default_config_is_valid():
     cfg = PPOConfig()
-    assert cfg.num_updates * cfg.batch_size == cfg.total_timesteps
-    assert cfg.num_evaluations * cfg.eval_every == cfg.num_updates
+    assert cfg.num_rounds * cfg.steps_per_round == cfg.total_timesteps == cfg.training_steps
+    assert cfg.num_evaluations * cfg.eval_every == cfg.training_steps
+    assert cfg.eval_every == 20_000  # ten rounds, the cadence from before it counted env steps
 
 
 @pytest.mark.parametrize(
@@ -206,8 +255,9 @@ def test_default_config_is_valid():
         (dict(num_envs=6, num_minibatches=4), r"--num-envs \(6\) must be divisible by --num-min"),
         (dict(env_id="CartPole-v9"), r"--env-id 'CartPole-v9' is unknown; valid ids: .*CartPole"),
         (dict(torso="transformer"), r"--torso 'transformer' is unknown; choose one of gru"),
-        (dict(eval_every=3), r"--eval-every \(3\) must divide the 4 updates"),
-        (dict(total_timesteps=10), r"--total-timesteps \(10\) is less than one update"),
+        (dict(eval_every=3), r"--eval-every \(3\) must be a multiple of --num-envs x --num-steps"),
+        (dict(eval_every=192), r"--eval-every \(192\) .* divides the 256 training steps"),
+        (dict(total_timesteps=10), r"--total-timesteps \(10\) is less than one round"),
         (dict(torso="attention", hidden_size=30), r"--hidden-size \(30\) must be divisible"),
         (dict(gamma=1.5), r"--gamma must lie in"),
         (dict(num_seeds=0), r"--num-seeds must be at least 1"),
@@ -242,7 +292,7 @@ def test_cli_help_and_errors_before_compiling():
 def test_main_writes_results_and_load_evaluates_them(tmp_path):
     done = _script(
         "--num-envs", "4", "--num-steps", "16", "--hidden-size", "16", "--total-timesteps", "256",
-        "--eval-every", "2", "--num-seeds", "2", "--eval-episodes", "4",
+        "--eval-every", "128", "--num-seeds", "2", "--eval-episodes", "4",
         "--output-dir", str(tmp_path),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -258,6 +308,8 @@ def test_main_writes_results_and_load_evaluates_them(tmp_path):
     with np.load(run_dir / "curves.npz") as curves:
         assert curves["eval_return"].shape == (2, 2)
         assert curves["loss"].shape == (2, 4)
+        np.testing.assert_array_equal(curves["round_env_steps"][1], [64, 128, 192, 256])
+        np.testing.assert_array_equal(curves["eval_env_steps"][0], [128, 256])
         np.testing.assert_allclose(curves["eval_return"][:, -1], per_seed, rtol=1e-6)
     loaded = _script("--load", str(run_dir), "--eval-episodes", "4")
     assert loaded.returncode == 0, loaded.stderr[-3000:]
@@ -269,13 +321,13 @@ def test_gru_learns_position_only_cartpole_and_beats_its_memoryless_twin():
     """About a minute: 2 seeds x 61,440 steps each for GRU and MLP; greedy evaluation."""
 
     def final_returns(torso: str) -> np.ndarray:
-        cfg = PPOConfig(torso=torso, total_timesteps=61_440, eval_every=30, num_seeds=2)
+        cfg = PPOConfig(torso=torso, total_timesteps=61_440, eval_every=60_000, num_seeds=2)
         env, env_params = make(cfg.env_id)
         agent = make_agent(cfg, env, env_params)
 
         def run(key):
             key, state = agent.init(key)
-            key, state, _ = agent.train(key, state, cfg.num_updates * cfg.batch_size)
+            key, state, _ = agent.train(key, state, cfg.training_steps)
             _, returns, finished = agent.evaluate(key, state, 500)
             return jnp.where(finished, returns, jnp.nan).mean()
 
@@ -317,8 +369,7 @@ def test_docs_api_with_user_built_networks():
     assert int(state.env_steps) == 1000
     assert transitions.observation.shape == (cfg.num_steps, 8, 2)
     assert transitions.done.dtype == jnp.bool_ and transitions.reward.shape == (cfg.num_steps, 8)
-    assert set(transitions.info["metrics"]) >= {"loss", "entropy", "episode_return"}
-    key, state = agent.warmup(key, state, num_steps=100)  # on-policy: nothing to fill
+    assert set(transitions.metrics) >= {"loss", "entropy", "episode_return"}
     _, returns, finished = agent.evaluate(key, state, num_steps=500)
     assert returns.shape == (cfg.eval_episodes,) and bool(finished.all())
     # Each finished greedy episode's return is its length: at least one step, at most 500.

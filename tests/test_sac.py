@@ -26,6 +26,7 @@ from algorithms.sac_s5 import (
 from memorax.buffers import make_episode_buffer
 from memorax.environments import make
 from memorax.experiment import run_seeds, seed_keys
+from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,7 +85,12 @@ def test_actor_is_a_squashed_gaussian_on_the_env_bounds():
     wide = jax.tree.map(lambda p: 30.0 * p, state.params.actor)
     observation = jax.random.normal(key, (64, 5, 2))
     reset = jnp.zeros((64, 5), bool).at[:, 0].set(True)
-    inputs = (observation, reset, jnp.zeros((64, 5, 1)), jnp.zeros((64, 5)))
+    inputs = StepInput(
+        observation=observation,
+        reset=reset,
+        prev_action=jnp.zeros((64, 5, 1)),
+        prev_reward=jnp.zeros((64, 5)),
+    )
     _, dist = agent.policy(wide, inputs, agent.actor.initialize_carry(64))
     action, log_prob = dist.sample_and_log_prob(seed=jax.random.key(1))
     assert action.shape == (64, 5, 1)
@@ -181,10 +187,12 @@ def test_critic_actor_and_temperature_losses_match_plain_formulas():
 
 def _step(apply, params, carry, observation, reset, prev_action, prev_reward, *action):
     """One network step on one sequence: returns (carry, output at that step)."""
-    inputs = (
-        jnp.asarray(observation)[None, None], jnp.asarray(reset)[None, None],
-        jnp.asarray(prev_action)[None, None], jnp.asarray(prev_reward)[None, None],
-    )  # fmt: skip
+    inputs = StepInput(
+        observation=jnp.asarray(observation)[None, None],
+        reset=jnp.asarray(reset)[None, None],
+        prev_action=jnp.asarray(prev_action)[None, None],
+        prev_reward=jnp.asarray(prev_reward)[None, None],
+    )
     extra = [jnp.asarray(a)[None, None] for a in action]
     return apply(params, inputs, carry, *extra)
 
@@ -198,11 +206,11 @@ def _longer_steps(seq, reset, b, burn_in):
     ends = seq.truncated[b] & ~seq.terminated[b]
     eligible = [j for j in range(burn_in - 1, length - 1) if ends[j]]
     replayed = eligible[0] if eligible else None
-    steps, position = [], []
+    steps, position, inputs = [], [], seq.inputs
     for j in range(length):
         position.append(len(steps))
-        steps.append((seq.observation[b, j], reset[b, j], seq.prev_action[b, j],
-                      seq.prev_reward[b, j]))  # fmt: skip
+        steps.append((inputs.observation[b, j], reset[b, j], inputs.prev_action[b, j],
+                      inputs.prev_reward[b, j]))  # fmt: skip
         if j == replayed:
             steps.append((seq.final_observation[b, j], False, seq.action[b, j], seq.reward[b, j]))
     return steps, position, replayed
@@ -237,9 +245,9 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
     ]
     experience = sample.experience.replace(carry=jax.tree.unflatten(tree, scrambled))
     sample = sample.replace(experience=experience)
-    replay = agent._replay(sample)
+    replay = agent._replay(sample.experience)
     target_key, actor_key = jax.random.key(2), jax.random.key(3)
-    targets, valid = agent._targets(params, sample, replay, target_key)
+    targets, valid = agent._targets(params, sample.experience, replay, target_key)
     critic, _ = agent._critic_loss(params.critic, replay, targets, valid)
     actor, _ = agent._actor_loss(params.actor, params.log_alpha, params.critic, replay, actor_key)
     targets, valid = np.asarray(targets), np.asarray(valid)
@@ -252,12 +260,14 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
     one_target = [jax.tree.map(lambda x, i=i: x[i], params.target) for i in range(2)]
 
     @jax.jit  # one step at a time, compiled once
-    def actor_step(p, inputs, carry):
-        return agent.actor.apply(p, inputs[0], inputs[1], carry, inputs[2], inputs[3])
+    def actor_step(p, i, carry):
+        return agent.actor.apply(p, i.observation, i.reset, carry, i.prev_action, i.prev_reward)
 
     @jax.jit
-    def critic_step(p, inputs, carry, action):
-        return agent.critic.apply(p, inputs[0], inputs[1], carry, inputs[2], inputs[3], action)
+    def critic_step(p, i, carry, action):
+        return agent.critic.apply(
+            p, i.observation, i.reset, carry, i.prev_action, i.prev_reward, action
+        )
 
     # Per sequence: the actor's Gaussian (mean, std) and every critic's features per replay step.
     mean, std = np.zeros((batch, longer, 1)), np.ones((batch, longer, 1))
@@ -341,15 +351,16 @@ def test_stored_carries_are_the_carries_that_acted():
     # Acting with target critics unlike the critics, so that their carries differ too.
     state = _filled(agent, prepare=_distinct)
     sample = agent.buffer.sample(state.buffer_state, jax.random.key(2))
-    inputs, action, _, _, start = agent._replay(sample)
     seq = sample.experience
-    plain = (seq.observation, sample.reset, seq.prev_action, seq.prev_reward)
+    _, _, _, _, start = agent._replay(seq)
+    # The stored step inputs carry the buffer's own reset flags.
+    np.testing.assert_array_equal(np.asarray(seq.inputs.reset), np.asarray(sample.reset))
     for steps in (1, 4, agent.cfg.replay_length - 1):
-        head = jax.tree.map(lambda x, s=steps: x[:, :s], plain)
+        head = jax.tree.map(lambda x, s=steps: x[:, :s], seq.inputs)
         actor, _ = agent.policy(state.params.actor, head, start.actor)
         critic, _ = agent.q_values(state.params.critic, head, start.critic, seq.action[:, :steps])
         target, _ = agent.q_values(state.params.target, head, start.target, seq.action[:, :steps])
-        stored = agent._per_env(jax.tree.map(lambda x, s=steps: x[:, s], seq.carry))
+        stored = jax.tree.map(lambda x, s=steps: x[:, s], seq.carry)
         for got, want in ((actor, stored.actor), (critic, stored.critic),
                           (target, stored.target)):  # fmt: skip
             for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -366,12 +377,12 @@ def test_burn_in_gets_no_gradient(torso):
     cfg = agent.cfg
     state = _filled(agent)
     params = state.params
-    sample = agent.buffer.sample(state.buffer_state, jax.random.key(3))
-    targets, valid = agent._targets(params, sample, agent._replay(sample), jax.random.key(4))
+    seq = agent.buffer.sample(state.buffer_state, jax.random.key(3)).experience
+    targets, valid = agent._targets(params, seq, agent._replay(seq), jax.random.key(4))
 
     def with_inputs(observation, carry):
-        experience = sample.experience.replace(observation=observation, carry=carry)
-        return agent._replay(sample.replace(experience=experience))
+        inputs = seq.inputs.replace(observation=observation)
+        return agent._replay(seq.replace(inputs=inputs, carry=carry))
 
     def critic(observation, carry):
         return agent._critic_loss(params.critic, with_inputs(observation, carry), targets, valid)[0]
@@ -382,9 +393,7 @@ def test_burn_in_gets_no_gradient(torso):
         return agent._actor_loss(params.actor, params.log_alpha, params.critic, replay, key)[0]
 
     for loss in (critic, actor):
-        obs_grad, carry_grad = jax.grad(loss, argnums=(0, 1))(
-            sample.experience.observation, sample.experience.carry
-        )
+        obs_grad, carry_grad = jax.grad(loss, argnums=(0, 1))(seq.inputs.observation, seq.carry)
         obs_grad = np.abs(np.asarray(obs_grad)).sum(axis=(0, 2))  # [L]
         assert np.all(obs_grad[: cfg.burn_in] == 0.0)
         assert np.all(obs_grad[cfg.burn_in : cfg.burn_in + cfg.sequence_length] > 0.0)
@@ -406,6 +415,21 @@ def test_update_moves_targets_by_polyak_and_alpha_by_its_own_optimizer():
     assert abs(step) == pytest.approx(agent.cfg.alpha_lr, rel=1e-3)
     assert (step > 0) == (float(metrics["entropy"]) < agent.target_entropy)
     assert int(updated.updates) == 1
+
+
+def test_train_is_resumable_bit_for_bit():
+    """train(n1) then train(n2) equals train(n1 + n2): keys, parameters, buffer and all."""
+    agent = tiny_agent(env_id="Pendulum-P-v1")
+    state = _filled(agent)
+    train = jax.jit(agent.train, static_argnums=2)
+    key, steps = jax.random.key(5), agent.cfg.steps_per_round
+    key_a, once, transitions = train(key, state, 2 * steps)
+    key_b, twice, _ = train(*train(key, state, steps)[:2], steps)
+    assert jnp.array_equal(jax.random.key_data(key_a), jax.random.key_data(key_b))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), once, twice))
+    assert transitions.metrics["critic_loss"].shape == (2,)  # one row per round
+    with pytest.raises(ValueError, match="multiple of --num-envs x the env steps per round"):
+        agent.train(key, state, steps + 1)
 
 
 # --- configuration, CLI and API -----------------------------------------------------------------
@@ -512,10 +536,11 @@ def test_main_writes_results_and_load_evaluates_them(tmp_path):
     with np.load(run_dir / "curves.npz") as curves:
         # 0.25 updates per env step with 4 envs: one round (one update) per step of the envs.
         assert curves["critic_loss"].shape == (2, 16)
+        np.testing.assert_array_equal(curves["round_env_steps"][1, [0, -1]], [260, 320])
         np.testing.assert_array_equal(curves["eval_env_steps"][0], [288, 320])
     loaded = _script("--load", str(run_dir), "--eval-episodes", "4")
     assert loaded.returncode == 0, loaded.stderr[-3000:]
-    assert "greedy evaluation of" in loaded.stdout
+    assert f"deterministic evaluation of {run_dir}: per-seed return [" in loaded.stdout
     saved = np.asarray(summary["final_eval_return_per_seed"], float)
     assert np.all(np.isfinite(saved)) and np.all(saved < 0)  # Pendulum's returns are negative
 
@@ -584,6 +609,9 @@ def test_docs_api_with_user_built_parts():
     assert int(trained.updates) == cfg.training_steps * cfg.utd_ratio
     assert int(trained.env_steps) == cfg.total_timesteps
     assert transitions.observation.shape == (1, cfg.num_envs, 2)
+    rounds = cfg.training_steps // cfg.steps_per_round
+    assert transitions.metrics["critic_loss"].shape == (rounds,)
+    assert set(transitions.metrics) >= {"actor_loss", "alpha", "entropy", "episode_return"}
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, trained.params)
     assert all(jax.tree.leaves(changed))
     _, returns, finished = agent.evaluate(key, trained, 200)

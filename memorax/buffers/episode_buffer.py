@@ -172,7 +172,13 @@ def _sample_uniform(
     experience, reset = _gather(state, starts, row_length, sequence_length)
     probabilities = jnp.full(starts.shape, 1.0, jnp.float32) / num_starts
     probabilities = jnp.where(valid[starts], probabilities, 0.0)
-    return EpisodeSample(experience, reset, starts, probabilities, num_starts)
+    return EpisodeSample(
+        experience=experience,
+        reset=reset,
+        indices=starts,
+        probabilities=probabilities,
+        num_starts=num_starts,
+    )
 
 
 def _select_proportional(weights: jax.Array, targets: jax.Array) -> jax.Array:
@@ -215,7 +221,13 @@ def _sample_prioritised(
     probabilities = jnp.maximum(weights[starts] / total, jnp.finfo(jnp.float32).tiny)
     probabilities = jnp.where(weights[starts] > 0, probabilities, 0.0)
     num_starts = jnp.sum(valid, dtype=jnp.int32)
-    return EpisodeSample(experience, reset, starts, probabilities, num_starts)
+    return EpisodeSample(
+        experience=experience,
+        reset=reset,
+        indices=starts,
+        probabilities=probabilities,
+        num_starts=num_starts,
+    )
 
 
 def _set_priorities(
