@@ -1,4 +1,4 @@
-"""Checks of the sequence-model contract (DESIGN.md), shared by every torso's tests.
+"""Checks of the sequence-model contract (docs/design.md), shared by every torso's tests.
 
 Each check takes an unbound model and builds its own inputs, so a new torso is covered by adding
 it to the parametrisation of its test file.

@@ -1,4 +1,4 @@
-"""The sequence-model contract (DESIGN.md) for every torso: one call over T steps equals T
+"""The sequence-model contract (docs/design.md) for every torso: one call over T steps equals T
 one-step calls for every reset pattern, resets isolate episodes, batch rows are independent, and
 jit, vmap and grad work. A new torso joins by being added to a registry below."""
 

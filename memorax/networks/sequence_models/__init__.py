@@ -1,4 +1,4 @@
-"""Sequence models (torsos) that obey the contract in DESIGN.md."""
+"""Sequence models (torsos) that obey the contract in docs/design.md."""
 
 from memorax.networks.sequence_models.attention import SelfAttention
 from memorax.networks.sequence_models.base import (

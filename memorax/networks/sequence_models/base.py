@@ -1,4 +1,4 @@
-"""The sequence-model contract that every torso obeys (see DESIGN.md).
+"""The sequence-model contract that every torso obeys (see docs/design.md).
 
     carry = model.initialize_carry(batch_size)        # pytree, leading axis = batch
     carry, y = model.apply(params, x, reset, carry)    # x: [B, T, F], reset: [B, T] bool
