@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from memorax.experiment import machine_info
+from benchmarks.machine import machine_info
 from memorax.results import atomic_write, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,8 +78,9 @@ def run_row(script: str, row: str) -> dict:
         summary = json.loads((run_dir / "summary.json").read_text())
         write_json(results / f"{name}.json", summary)
     replay = "prioritised" if "prioritised" in options else "uniform"
+    date = machine_info()["date"]
     return {
-        "row": row, "env_id": env_id, "torso": torso, "budget": budget,
+        "row": row, "env_id": env_id, "torso": torso, "budget": budget, "date": date,
         **({"replay": replay} if script == "dqn_mamba" else {}), **summary,
     }  # fmt: skip
 
@@ -93,8 +94,8 @@ def write_table(script: str, rows: dict[str, dict]) -> None:
     lines = [
         "| task | torso |" + (" replay |" if replay else "") + " env steps | final "
         f"{EVALUATION[script].split()[0]} return, IQM [95% CI] | per seed | compile (s) | "
-        "env steps/s |",
-        "|---|---|" + ("---|" if replay else "") + "---:|---|---|---:|---:|",
+        "env steps/s | run on |",
+        "|---|---|" + ("---|" if replay else "") + "---:|---|---|---:|---:|---|",
     ]
     for row in ordered:
         low, high = row["final_eval_return_iqm_ci"]
@@ -104,15 +105,15 @@ def write_table(script: str, rows: dict[str, dict]) -> None:
             + (f"{row['replay']} | " if replay else "")
             + f"{row['budget']:,} | "
             f"{row['final_eval_return_iqm']:.2f} [{low:.2f}, {high:.2f}] | {per_seed} | "
-            f"{row['compile_seconds']:.0f} | {row['env_steps_per_second']:,.0f} |"
+            f"{row['compile_seconds']:.0f} | {row['env_steps_per_second']:,.0f} | {row['date']} |"
         )
     lines += [
         "",
         f"{NUM_SEEDS} seeds per row in one compiled run, {EVALUATION[script]} on 32 "
         "episodes; "
         f"default flags of algorithms/{script}.py otherwise; env steps/s counts every seed's "
-        f"steps over the whole run. Machine: {machine['cpu']}, "
-        f"{machine['cpu_count']} cores, jax {machine['jax']}, {machine['date']}.",
+        f"steps over the whole run (machines drift: compare speeds only within one date). "
+        f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, jax {machine['jax']}.",
     ]
     atomic_write(results / "table.md", ("\n".join(lines) + "\n").encode())
 
@@ -125,7 +126,9 @@ def main() -> None:
     table_path = results_dir(args.script) / "table.json"
     rows = {}
     if table_path.exists():
-        for row in json.loads(table_path.read_text())["rows"]:
+        table = json.loads(table_path.read_text())
+        for row in table["rows"]:
+            row.setdefault("date", table["machine"]["date"])  # rows from before rows were dated
             rows[row.get("row", f"{row['env_id']}:{row['torso']}")] = row
     for key in args.rows or ROWS[args.script]:
         if key not in ROWS[args.script]:
