@@ -34,6 +34,7 @@ from memorax.buffers import (
 )
 from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
+from memorax.flags import check_finite
 from memorax.networks import MLP, FeatureExtractor, Network, heads
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
 from memorax.replay import (
@@ -42,7 +43,7 @@ from memorax.replay import (
     insert_final_observation,
     n_step_targets,
 )
-from memorax.results import load_checkpoint, print_evaluation, read_run, write_run
+from memorax.results import load_checkpoint, new_run_dir, print_evaluation, read_run, write_run
 from memorax.rollout import (
     StepInput,
     Transition,
@@ -131,6 +132,7 @@ class DQNConfig:
     """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
 
     def __post_init__(self) -> None:
+        check_finite(vars(self))
         check_torso(self.torso, self.hidden_size, self.num_layers)
         if self.env_id not in registered_envs():
             raise ValueError(
@@ -557,9 +559,14 @@ def main() -> None:
     if cfg.load is not None:
         evaluate_saved_run(cfg)
         return
-    check_divides_devices(cfg.num_seeds)
-    env, env_params = make(cfg.env_id)
-    agent = make_agent(cfg, env, env_params)
+    name = f"dqn_mamba-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}"
+    try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        check_divides_devices(cfg.num_seeds)
+        env, env_params = make(cfg.env_id)
+        agent = make_agent(cfg, env, env_params)
+        run_dir = new_run_dir(cfg.output_dir, name)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
     print(
         f"dqn_mamba: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
@@ -569,9 +576,8 @@ def main() -> None:
     )
     keys = seed_keys(cfg.seed, cfg.num_seeds)
     (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
-    name = f"dqn_mamba-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}"
     write_run(
-        cfg.output_dir, name, cfg, metrics, eval_return, params, timing,
+        run_dir, cfg, metrics, eval_return, params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
         first_step=cfg.learning_starts,
     )  # fmt: skip

@@ -27,9 +27,10 @@ from gymnax.environments import spaces
 
 from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
+from memorax.flags import check_finite
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.results import load_checkpoint, print_evaluation, read_run, write_run
+from memorax.results import load_checkpoint, new_run_dir, print_evaluation, read_run, write_run
 from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import (
     StepInput,
@@ -103,6 +104,7 @@ class PPOConfig:
     """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
 
     def __post_init__(self) -> None:
+        check_finite(vars(self))
         check_torso(self.torso, self.hidden_size, self.num_layers)
         if self.env_id not in registered_envs():
             raise ValueError(
@@ -141,6 +143,8 @@ class PPOConfig:
             raise ValueError("--gamma must lie in (0, 1] and --gae-lambda in [0, 1]")
         if self.learning_rate <= 0 or self.clip_coef <= 0 or self.max_grad_norm <= 0:
             raise ValueError("--learning-rate, --clip-coef and --max-grad-norm must be positive")
+        if self.ent_coef < 0 or self.vf_coef < 0:
+            raise ValueError("--ent-coef and --vf-coef must be at least 0")
 
     @property
     def steps_per_round(self) -> int:
@@ -558,9 +562,13 @@ def main() -> None:
     if cfg.load is not None:
         evaluate_saved_run(cfg)
         return
-    check_divides_devices(cfg.num_seeds)
-    env, env_params = make(cfg.env_id)
-    agent = make_agent(cfg, env, env_params)
+    try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        check_divides_devices(cfg.num_seeds)
+        env, env_params = make(cfg.env_id)
+        agent = make_agent(cfg, env, env_params)
+        run_dir = new_run_dir(cfg.output_dir, f"ppo_rnn-{cfg.env_id}-{cfg.torso}")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every)
     print(
         f"ppo_rnn: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
@@ -570,9 +578,8 @@ def main() -> None:
     )
     keys = seed_keys(cfg.seed, cfg.num_seeds)
     (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
-    name = f"ppo_rnn-{cfg.env_id}-{cfg.torso}"
     write_run(
-        cfg.output_dir, name, cfg, metrics, eval_return, params, timing,
+        run_dir, cfg, metrics, eval_return, params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
     )  # fmt: skip
 

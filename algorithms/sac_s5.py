@@ -5,12 +5,11 @@
     python algorithms/sac_s5.py --critic-torso gru    # a different critic memory
     python algorithms/sac_s5.py --load runs/<run>     # evaluate a saved run again
 
-The actor and the twin critics have memory, each its own torso (a critic that starts a replayed
-sequence from a zero state cannot value a partially observed state). Each stored step keeps the
+The actor and the twin critics each have a memory torso of their own. Each stored step keeps the
 carries every network (target critics included) had before it, so a replay may start anywhere,
 each network from its own stored carry, refreshed by --burn-in steps without gradient or loss.
-The soft target stops at termination and bootstraps through truncation from the final
-observation, seen with the episode's own carries. Evaluation acts with the mean action.
+Soft targets stop at termination and bootstrap through truncation from the final observation,
+seen with the episode's own carries. Evaluation acts with the mean action.
 """
 
 from dataclasses import dataclass, fields
@@ -29,6 +28,7 @@ from gymnax.environments import spaces
 from memorax.buffers import make_episode_buffer
 from memorax.environments import EpisodeStatistics, make, registered_envs
 from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
+from memorax.flags import check_finite
 from memorax.networks import MLP, FeatureExtractor, Network, heads
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
 from memorax.replay import (
@@ -37,7 +37,7 @@ from memorax.replay import (
     insert_final_observation,
     n_step_targets,
 )
-from memorax.results import load_checkpoint, print_evaluation, read_run, write_run
+from memorax.results import load_checkpoint, new_run_dir, print_evaluation, read_run, write_run
 from memorax.rollout import (
     StepInput,
     Transition,
@@ -118,6 +118,7 @@ class SACConfig:
     """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
 
     def __post_init__(self) -> None:
+        check_finite(vars(self))
         check_torso(self.torso, self.hidden_size, self.num_layers)
         if self.critic_torso is not None:
             check_torso(self.critic_torso, self.hidden_size, self.num_layers, "--critic-torso")
@@ -254,9 +255,8 @@ class SAC:
         self.action_space = env.action_space(env_params)
         if not isinstance(self.action_space, spaces.Box):
             raise ValueError(f"--env-id {cfg.env_id}: SAC needs continuous (Box) actions")
-        self.target_entropy = cfg.target_entropy
-        if self.target_entropy is None:  # -(action dimensions)
-            self.target_entropy = -float(np.prod(self.action_space.shape))
+        default_entropy = -float(np.prod(self.action_space.shape))  # -(action dimensions)
+        self.target_entropy = default_entropy if cfg.target_entropy is None else cfg.target_entropy
         self.actor, self.critic, self.buffer = actor, critic, buffer
         self.actor_optimizer, self.critic_optimizer = actor_optimizer, critic_optimizer
         self.alpha_optimizer = alpha_optimizer
@@ -572,24 +572,25 @@ def main() -> None:
     if cfg.load is not None:
         evaluate_saved_run(cfg)
         return
-    check_divides_devices(cfg.num_seeds)
-    env, env_params = make(cfg.env_id)
-    agent = make_agent(cfg, env, env_params)
+    critic = "" if cfg.critic_torso in (None, cfg.torso) else f"-critic-{cfg.critic_torso}"
+    try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        check_divides_devices(cfg.num_seeds)
+        env, env_params = make(cfg.env_id)
+        agent = make_agent(cfg, env, env_params)
+        run_dir = new_run_dir(cfg.output_dir, f"sac_s5-{cfg.env_id}-{cfg.torso}{critic}")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
-    critic_torso = cfg.critic_torso or cfg.torso
     print(
-        f"sac_s5: {cfg.env_id}, actor torso {cfg.torso}, critic torso {critic_torso}, "
+        f"sac_s5: {cfg.env_id}, torso {cfg.torso}, critics {cfg.critic_torso or cfg.torso}, "
         f"{cfg.num_seeds} seeds x {cfg.total_timesteps:,} steps on {jax.local_device_count()} "
         f"{jax.devices()[0].platform} device(s); compiling...",
         flush=True,
     )
     keys = seed_keys(cfg.seed, cfg.num_seeds)
     (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
-    name = f"sac_s5-{cfg.env_id}-{cfg.torso}"
-    if critic_torso != cfg.torso:
-        name += f"-critic-{critic_torso}"
     write_run(
-        cfg.output_dir, name, cfg, metrics, eval_return, params, timing,
+        run_dir, cfg, metrics, eval_return, params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
         first_step=cfg.learning_starts,
     )  # fmt: skip

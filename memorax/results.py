@@ -107,9 +107,35 @@ def config_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def new_run_dir(output_dir: str | Path, name: str) -> Path:
+    """Create and return a new, empty run folder ``output_dir/<name>-<time>`` (``-2``, ``-3``, ...
+    appended when that name is taken: a folder is never reused, however many runs start at
+    once), after checking that ``output_dir`` can be written. Call it before compiling, so a
+    path that cannot hold results fails in a second, not after the run: a ValueError that names
+    --output-dir and the problem."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = atomic_write(output_dir / ".write-probe", b"")
+        probe.unlink()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ValueError(
+            f"--output-dir {output_dir} cannot hold results ({reason}); pass a writable folder"
+        ) from None
+    base = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for attempt in range(1, 10_000):
+        run_dir = output_dir / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise ValueError(f"--output-dir {output_dir}: no free run folder name for {base}")
+
+
 def write_run(
-    output_dir: str | Path,
-    name: str,
+    run_dir: str | Path,
     config: Any,
     metrics: dict[str, Any],
     eval_returns: Any,
@@ -119,8 +145,8 @@ def write_run(
     eval_every: int,
     first_step: int = 0,
 ) -> Path:
-    """Report a finished multi-seed run and write everything it leaves behind, in a new folder
-    ``output_dir/<name>-<time>``:
+    """Report a finished multi-seed run and write everything it leaves behind in ``run_dir``
+    (from ``new_run_dir``):
 
     config.json, curves.npz (per-seed arrays [seeds, points]: every metric per round, the greedy
     evaluation return, and their env-step axes), summary.json (final greedy-evaluation IQM across
@@ -149,7 +175,7 @@ def write_run(
         "eval_env_steps": np.broadcast_to(eval_steps, (num_seeds, num_evaluations)),
     }
     config = config_dict(config)
-    run_dir = Path(output_dir) / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(run_dir)
     write_json(run_dir / "config.json", config)
     write_curves(run_dir / "curves.npz", curves)
     summary = {
@@ -159,7 +185,7 @@ def write_run(
         "env_steps_per_second": steps_per_second,
     }
     write_json(run_dir / "summary.json", summary)
-    title = f"{name} ({num_seeds} seeds, greedy evaluation)"
+    title = f"{run_dir.name} ({num_seeds} seeds, greedy evaluation)"
     plot_learning_curves(
         run_dir / "learning_curve.png", eval_steps, eval_returns, title, "greedy evaluation return"
     )
