@@ -1,6 +1,7 @@
 """Episode buffers against a brute-force record: every sampled sequence is a contiguous, valid
 slice of one row's chronological experience; sampling frequencies and reported probabilities
-follow the uniform and prioritised rules; priorities, importance weights and config errors."""
+follow the uniform and prioritised rules; priorities, importance weights and config errors;
+non-finite and float32-overflowing priorities against the same brute force."""
 
 import functools
 
@@ -44,8 +45,12 @@ class Record:
                 self.resets[row].append(bool(reset[row, step]))
 
     def set_priorities(self, priority: np.ndarray) -> None:
-        self.priority = priority.copy()
-        self.max_priority = max(self.max_priority, float(priority.max()))
+        """The documented rule: a non-finite priority is stored as max_priority, the largest finite
+        priority set so far (this call's included)."""
+        finite = np.isfinite(priority)
+        if finite.any():
+            self.max_priority = max(self.max_priority, float(priority[finite].max()))
+        self.priority = np.where(finite, priority, self.max_priority)
 
     def expected(self, sequence_length: int, sequence_starts: str):
         """valid [B, R] and each valid start's ids and resets [B, R, L], by global step index."""
@@ -422,3 +427,133 @@ def test_docs_api_as_written():
     assert bool(jnp.all(sample.reset[:, 0]))  # the docs' buffer starts at episode starts
     assert float(state.max_priority) == pytest.approx(31.0 + 1e-6)
     assert float(flat.max()) == pytest.approx(31.0 + 1e-6)
+
+
+def exact_probabilities(priority: np.ndarray, valid: np.ndarray, alpha: float) -> np.ndarray:
+    """priority ** alpha / its sum over valid positive starts, in float64 (1e20 ** 2 is finite)."""
+    priority = priority.astype(np.float64)
+    weights = np.where(valid & (priority > 0), priority**alpha, 0.0)
+    return weights / weights.sum()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_a_nonfinite_priority_neither_poisons_nor_biases_the_buffer(bad):
+    add_batch_size, row_length, length = 2, 16, 3
+    buffer = make_prioritised_episode_buffer(
+        add_batch_size * row_length, 1, 128, length, add_batch_size, "any", priority_exponent=0.7
+    )
+    record = Record(add_batch_size, row_length)
+    ids = 100 * np.arange(add_batch_size)[:, None] + np.arange(8)
+    reset = np.zeros(ids.shape, bool)
+    state = buffer.add(buffer.init(ITEM), make_items(ids), jnp.asarray(reset))
+    record.add(ids, reset)
+    assert not bool(state.nonfinite_priority)
+    priority = np.random.default_rng(7).uniform(0.5, 3.0, record.priority.shape).astype(np.float32)
+    priority[0, 2] = bad  # one diverged TD error, at a valid start
+    set_priorities = jax.jit(buffer.set_priorities)
+    state = set_priorities(state, jnp.arange(priority.size), jnp.asarray(priority.reshape(-1)))
+    record.set_priorities(priority)
+    largest = priority[np.isfinite(priority)].max()
+    assert float(state.max_priority) == record.max_priority == largest
+    assert bool(state.nonfinite_priority)
+    np.testing.assert_array_equal(np.asarray(state.priority), record.priority)
+    assert float(state.priority[0, 2]) == largest
+    check_against_record(buffer, state, record, jax.random.key(8))
+
+    # Items added afterwards get the finite max_priority and are drawn by the same rule.
+    new_ids = ids[:, -1:] + 1 + np.arange(6)
+    state = buffer.add(state, make_items(new_ids), jnp.zeros(new_ids.shape, bool))
+    record.add(new_ids, np.zeros(new_ids.shape, bool))
+    np.testing.assert_array_equal(np.asarray(state.priority)[:, 8:14], largest)
+    check_against_record(buffer, state, record, jax.random.key(9))  # covers every valid start
+    flat, _ = sample_many(buffer, state, jax.random.key(10), 32)
+    assert np.isin(flat.experience["id"][:, 0], new_ids).any(), "items added later never drawn"
+
+    # The flag is sticky: later finite priorities do not clear it, and max_priority stays finite.
+    state = set_priorities(state, jnp.array([0, 1]), jnp.array([1.0, 2.0]))
+    assert bool(state.nonfinite_priority) and np.isfinite(float(state.max_priority))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+def test_nonfinite_priorities_only_and_overflowing_casts():
+    buffer = make_prioritised_episode_buffer(20, 1, 4, 2, 2, sequence_starts="any")
+    state = filled_buffer(buffer, 5)
+    state = buffer.set_priorities(state, jnp.array([0, 1]), jnp.array([2.0, 0.5]))
+    # A call with no finite priority keeps max_priority; a float64 1e40 overflows float32 to inf.
+    for bad in (jnp.array([jnp.nan, jnp.inf]), np.array([1e40, -1e40])):
+        bad_state = buffer.set_priorities(state, jnp.array([2, 3]), bad)
+        assert bool(bad_state.nonfinite_priority) and float(bad_state.max_priority) == 2.0
+        np.testing.assert_array_equal(np.asarray(bad_state.priority)[0, :4], [2.0, 0.5, 2.0, 2.0])
+    # The flag under vmap: per seed.
+    batched = jax.vmap(buffer.set_priorities, in_axes=(None, None, 0))(
+        state, jnp.array([2]), jnp.array([[1.0], [jnp.nan]])
+    )
+    assert np.asarray(batched.nonfinite_priority).tolist() == [False, True]
+    np.testing.assert_array_equal(np.asarray(batched.max_priority), [2.0, 2.0])
+
+
+# Probabilities from float32 sampling against float64: p / max rounds once (eps / 2 relative),
+# the power multiplies that relative error by alpha (2 here) and adds about an ulp of its own, and
+# the float32 sum over at most 64 weights in [0, 1] adds at most 64 * eps / 2 ~ 4e-6 relative: all
+# within rtol 1e-5, the tolerance of the brute-force tests above.
+OVERFLOW_RTOL = 1e-5
+
+
+@pytest.mark.parametrize(
+    ("case", "levels"),
+    [
+        ("around 1e20", None),
+        ("1e20, 1e19, 1", [1e20, 1e19, 1.0]),
+        ("near float32 max", [3.0e38, 1e38, 1e30]),
+    ],
+)
+def test_priorities_whose_power_overflows_float32_sample_exactly(case, levels):
+    buffer = make_prioritised_episode_buffer(
+        64, 1, 256, 3, 2, sequence_starts="any", priority_exponent=2.0
+    )
+    state = filled_buffer(buffer, 32)
+    valid = np.asarray(buffer.valid_starts(state)).reshape(-1)
+    rng = np.random.default_rng(11)
+    if levels is None:
+        priority = rng.uniform(0.5e20, 2e20, valid.size).astype(np.float32)
+    else:
+        priority = np.resize(np.array(levels, np.float32), valid.size)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.float32(priority.max()) ** np.float32(2))  # the naive weight overflows
+    state = buffer.set_priorities(state, jnp.arange(valid.size), jnp.asarray(priority))
+    assert not bool(state.nonfinite_priority)  # finite priorities are not flagged
+    counts, flat = start_counts(buffer, state, 80)
+    expected = exact_probabilities(priority, valid, 2.0)
+    np.testing.assert_allclose(flat.probabilities, expected[flat.indices], rtol=OVERFLOW_RTOL)
+    last_valid = np.flatnonzero(valid)[-1]
+    assert counts[last_valid] < counts.sum() / 2, f"{case}: draws pile on the last valid start"
+    assert counts[~valid].sum() == 0
+    # Starts whose exact probability is below 1e-9 are never drawn in 20k draws; the rest follow
+    # the exact probabilities (chi-square), the small 1e19 and 1e38 levels included.
+    likely = expected > 1e-9
+    assert counts[~likely].sum() == 0
+    assert stats.chisquare(counts[likely], expected[likely] * counts.sum()).pvalue > 1e-4
+    if levels is not None:
+        second = valid & (priority == np.float32(levels[1]))
+        assert counts[second].sum() > 0, f"{case}: the second level is never drawn"
+
+
+@pytest.mark.parametrize("priority_exponent", [0.0, 0.6, 1.0, 2.0])
+def test_ordinary_priorities_keep_their_probabilities(priority_exponent):
+    """The normalised form gives the naive float32 p ** a / sum p ** a up to float32 rounding:
+    p / max and the power cost a few ulp, the two float32 sums over 64 weights differ by at most
+    64 eps ~ 8e-6 relative in theory and far less in practice; rtol 2e-6 is ~17 ulp."""
+    buffer = make_prioritised_episode_buffer(
+        64, 1, 256, 3, 2, sequence_starts="any", priority_exponent=priority_exponent
+    )
+    state = filled_buffer(buffer, 32)
+    valid = np.asarray(buffer.valid_starts(state)).reshape(-1)
+    priority = np.random.default_rng(12).uniform(0.01, 10.0, valid.size).astype(np.float32)
+    state = buffer.set_priorities(state, jnp.arange(valid.size), jnp.asarray(priority))
+    _, flat = start_counts(buffer, state, 20)
+    naive = np.where(valid, priority ** np.float32(priority_exponent), np.float32(0))
+    naive = naive / naive.sum(dtype=np.float32)
+    assert naive.dtype == np.float32
+    np.testing.assert_allclose(flat.probabilities, naive[flat.indices], rtol=2e-6)
+    expected = exact_probabilities(priority, valid, priority_exponent)
+    np.testing.assert_allclose(flat.probabilities, expected[flat.indices], rtol=1e-5)

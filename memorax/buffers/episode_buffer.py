@@ -17,7 +17,16 @@ inside a sequence: the sampled reset flags say where.
 The prioritised buffer draws a start with probability ``priority ** priority_exponent`` over the
 valid starts. It does not keep a sum tree: each ``sample`` takes a fresh cumulative sum over the
 whole buffer, O(max_length) work per call, so no error accumulates across updates and a start
-that is invalid or has priority 0 is never returned.
+that is invalid or has priority 0 is never returned. The weights are computed as
+``(priority / m) ** priority_exponent`` with ``m`` the largest priority among the drawable starts:
+the same probabilities (up to float32 rounding), but no weight exceeds 1, so ``priority ** alpha``
+overflowing float32 (alpha = 2, priorities 1e20) cannot turn every weight into inf.
+
+Bad priorities neither poison nor bias the buffer: ``set_priorities`` replaces a non-finite
+priority (NaN, +inf or -inf, e.g. from a diverged TD error, or one that overflows float32 when
+cast) by the buffer's ``max_priority``, the priority a newly added item gets, and sets the sticky
+``EpisodeBufferState.nonfinite_priority`` flag so a training loop can report the divergence.
+``max_priority`` therefore stays finite and later items are still drawn.
 
 ``sample`` assumes ``can_sample(state)``; on a buffer with no valid start it returns arbitrary
 slots with probability 0.
@@ -40,7 +49,8 @@ class EpisodeBufferState:
     priority: jax.Array  # [add_batch_size, row_length] float32 raw priorities of starts
     write_index: jax.Array  # int32 scalar: the slot the next item goes to, in every row
     num_added: jax.Array  # int32 scalar: items added per row so far (may exceed row_length)
-    max_priority: jax.Array  # float32 scalar: the largest priority ever set; new items get it
+    max_priority: jax.Array  # float32 scalar: largest finite priority ever set; new items get it
+    nonfinite_priority: jax.Array  # bool scalar, sticky: set_priorities was ever given NaN or inf
 
 
 @struct.dataclass
@@ -67,7 +77,9 @@ class EpisodeBuffer:
     valid_starts: Callable[[EpisodeBufferState], jax.Array]
     """valid_starts(state): [add_batch_size, row_length] bool."""
     set_priorities: Callable[[EpisodeBufferState, jax.Array, jax.Array], EpisodeBufferState]
-    """set_priorities(state, indices, priorities): prioritised buffer only."""
+    """set_priorities(state, indices, priorities): prioritised buffer only. A non-finite priority
+    is stored as ``max_priority`` (after this call's finite priorities) and sets the sticky
+    ``state.nonfinite_priority`` flag."""
     max_length: int
     min_length: int
     sample_batch_size: int
@@ -93,6 +105,7 @@ def _init(
         write_index=jnp.zeros((), jnp.int32),
         num_added=jnp.zeros((), jnp.int32),
         max_priority=jnp.ones((), jnp.float32),
+        nonfinite_priority=jnp.zeros((), bool),
     )
 
 
@@ -209,8 +222,14 @@ def _sample_prioritised(
     valid = valid_starts(state).reshape(-1)
     priority = state.priority.reshape(-1)
     # `priority > 0` also drops negative and NaN priorities, and keeps 0 ** 0 = 1 out at alpha = 0.
-    weights = jnp.where(valid & (priority > 0), priority**priority_exponent, 0.0)
-    # Priorities of 0 everywhere (or underflow to 0): fall back to uniform over valid starts.
+    # set_priorities never stores a non-finite priority; `isfinite` keeps a hand-written inf out.
+    drawable = valid & (priority > 0) & jnp.isfinite(priority)
+    # Divide by the largest drawable priority before the power: p ** a / sum p ** a is unchanged,
+    # but every weight lies in (0, 1] (the largest is exactly 1), so nothing overflows float32.
+    largest = jnp.max(jnp.where(drawable, priority, 0.0))
+    scaled = priority / jnp.where(largest > 0, largest, 1.0)
+    weights = jnp.where(drawable, scaled**priority_exponent, 0.0)
+    # No drawable start (priorities all 0): fall back to uniform over valid starts.
     weights = jnp.where(jnp.any(weights > 0), weights, valid.astype(jnp.float32))
     total = jnp.sum(weights)
     targets = jax.random.uniform(key, (sample_batch_size,)) * total
@@ -233,12 +252,24 @@ def _sample_prioritised(
 def _set_priorities(
     state: EpisodeBufferState, indices: jax.Array, priorities: jax.Array
 ) -> EpisodeBufferState:
-    """Set the raw priorities (finite, >= 0) of the starts at flat ``indices`` (a sample's)."""
+    """Set the raw priorities (>= 0) of the starts at flat ``indices`` (a sample's).
+
+    A non-finite priority (NaN, +-inf, or a value that overflows float32) says nothing about how
+    useful its sequence is, so it is treated like a new item's: it is stored as ``max_priority``,
+    the largest finite priority set so far including this call's, and ``nonfinite_priority`` is set
+    (and stays set). Zero or clamping to a large value would instead never draw the sequence again
+    or make it crowd out every other one."""
     priorities = jnp.asarray(priorities, jnp.float32).reshape(-1)
+    finite = jnp.isfinite(priorities)
+    max_priority = jnp.maximum(
+        state.max_priority, jnp.max(jnp.where(finite, priorities, -jnp.inf), initial=-jnp.inf)
+    )
+    priorities = jnp.where(finite, priorities, max_priority)
     flat = state.priority.reshape(-1).at[jnp.asarray(indices).reshape(-1)].set(priorities)
     return state.replace(
         priority=flat.reshape(state.priority.shape),
-        max_priority=jnp.maximum(state.max_priority, jnp.max(priorities)),
+        max_priority=max_priority,
+        nonfinite_priority=state.nonfinite_priority | ~jnp.all(finite),
     )
 
 
@@ -388,6 +419,10 @@ def make_prioritised_episode_buffer(
     """A buffer that draws a start with probability ∝ priority ** priority_exponent (alpha) over
     valid starts (Schaul et al. 2016). New items get the largest priority set so far; a start of
     priority 0 is never drawn unless every valid start has priority 0 (then uniform).
+
+    ``set_priorities`` stores a NaN or infinite priority as ``max_priority`` and sets the sticky
+    ``state.nonfinite_priority`` flag (fold it into a divergence check); sampling stays exact for
+    priorities up to float32's largest, whatever the exponent.
     """
     if priority_exponent < 0:
         raise ValueError(
