@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import flax.serialization
+import jax
 import numpy as np
 
+from memorax.rollout import mean_finished
 from memorax.statistics import bootstrap_interval, interquartile_mean
 
 
@@ -213,9 +215,6 @@ def read_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
 def print_evaluation(title: str, returns: Any, finished: Any) -> np.ndarray:
     """Print and return each seed's mean return over its finished episodes (NaN where none
     finished), from ``returns`` and ``finished`` [seeds, episodes]."""
-    returns, finished = np.asarray(returns, np.float64), np.asarray(finished, bool)
-    counts = finished.sum(axis=1)
-    totals = np.where(finished, returns, 0.0).sum(axis=1)
-    per_seed = np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+    per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished), np.float64)
     print(f"{title}: per-seed return {np.round(per_seed, 2).tolist()}", flush=True)
     return per_seed
