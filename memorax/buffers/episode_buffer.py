@@ -160,12 +160,25 @@ def _can_sample(
     return (num_stored >= min_length) & jnp.any(valid_starts(state))
 
 
-def _gather(state: EpisodeBufferState, starts: jax.Array, row_length: int, sequence_length: int):
+def _sample_at(
+    state: EpisodeBufferState,
+    starts: jax.Array,
+    probabilities: jax.Array,
+    num_starts: jax.Array,
+    row_length: int,
+    sequence_length: int,
+) -> EpisodeSample:
+    """The sequences that begin at flat ``starts``, with how they were drawn."""
     rows = (starts // row_length)[:, None]
     slots = (starts % row_length)[:, None] + jnp.arange(sequence_length)
     slots = slots % row_length  # [sample_batch_size, sequence_length]
-    experience = jax.tree.map(lambda leaf: leaf[rows, slots], state.experience)
-    return experience, state.reset[rows, slots]
+    return EpisodeSample(
+        experience=jax.tree.map(lambda leaf: leaf[rows, slots], state.experience),
+        reset=state.reset[rows, slots],
+        indices=starts,
+        probabilities=probabilities,
+        num_starts=num_starts,
+    )
 
 
 def _sample_uniform(
@@ -182,16 +195,9 @@ def _sample_uniform(
     ranks = jax.random.randint(key, (sample_batch_size,), 0, num_starts)
     starts = jnp.searchsorted(counts, ranks, side="right").astype(jnp.int32)
     starts = jnp.minimum(starts, valid.size - 1)
-    experience, reset = _gather(state, starts, row_length, sequence_length)
     probabilities = jnp.full(starts.shape, 1.0, jnp.float32) / num_starts
     probabilities = jnp.where(valid[starts], probabilities, 0.0)
-    return EpisodeSample(
-        experience=experience,
-        reset=reset,
-        indices=starts,
-        probabilities=probabilities,
-        num_starts=num_starts,
-    )
+    return _sample_at(state, starts, probabilities, num_starts, row_length, sequence_length)
 
 
 def _select_proportional(weights: jax.Array, targets: jax.Array) -> jax.Array:
@@ -234,19 +240,12 @@ def _sample_prioritised(
     total = jnp.sum(weights)
     targets = jax.random.uniform(key, (sample_batch_size,)) * total
     starts = _select_proportional(weights, targets)
-    experience, reset = _gather(state, starts, row_length, sequence_length)
     # A start whose share underflows float32 was still drawn: report the smallest normal instead of
     # 0 so importance weights stay finite.
     probabilities = jnp.maximum(weights[starts] / total, jnp.finfo(jnp.float32).tiny)
     probabilities = jnp.where(weights[starts] > 0, probabilities, 0.0)
     num_starts = jnp.sum(valid, dtype=jnp.int32)
-    return EpisodeSample(
-        experience=experience,
-        reset=reset,
-        indices=starts,
-        probabilities=probabilities,
-        num_starts=num_starts,
-    )
+    return _sample_at(state, starts, probabilities, num_starts, row_length, sequence_length)
 
 
 def _set_priorities(
