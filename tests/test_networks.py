@@ -1,5 +1,7 @@
 """Feature extractors, heads and Network composition, checked against independent references."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,7 @@ from memorax.networks import (
     Network,
     SharedActorCritic,
     heads,
+    observation_extractor,
     shares_torso,
 )
 
@@ -68,6 +71,38 @@ def test_feature_extractor_errors_name_the_fix():
         extractor.init(jax.random.key(0), obs, jnp.zeros((1, 2), int))
     with pytest.raises(ValueError, match="without prev_action"):
         extractor.init(jax.random.key(0), obs)
+
+
+def test_observation_extractor_is_the_scripts_mlp_for_vectors_and_refuses_other_ranks():
+    # Vectors keep exactly the extractor the scripts had, so their learning results stay the same.
+    assert observation_extractor((7,), 64) == MLP(features=(64,))
+    for shape in [(10, 10), (), (2, 10, 10, 4)]:
+        with pytest.raises(ValueError, match=rf"shape {re.escape(str(shape))}: supported are"):
+            observation_extractor(shape, 64)
+
+
+def _minatar_network(params, image):
+    """MinAtar's network by hand: 3x3 stride-1 'VALID' conv of 16, relu, flatten, dense, relu."""
+    conv, dense = params["layers_0"]["Conv_0"], params["layers_1"]["Dense_0"]
+    x = jax.lax.conv_general_dilated(
+        image, conv["kernel"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    x = jax.nn.relu(x + conv["bias"]).reshape(image.shape[0], -1)
+    return jax.nn.relu(x @ dense["kernel"] + dense["bias"])
+
+
+def test_image_observations_get_minatars_network_and_keep_batch_and_time_dims():
+    extractor = FeatureExtractor(observation_extractor=observation_extractor((10, 10, 4), 32))
+    # MinAtar's observations are boolean 10x10 frames, one channel per kind of object.
+    obs = jax.random.bernoulli(jax.random.key(0), 0.2, (2, 3, 10, 10, 4))  # [B, T, H, W, C]
+    params = extractor.init(jax.random.key(1), obs)
+    out = extractor.apply(params, obs)
+    assert out.shape == (2, 3, 32)
+    p = params["params"]["observation_extractor"]
+    assert p["layers_0"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)
+    assert p["layers_1"]["Dense_0"]["kernel"].shape == (8 * 8 * 16, 32)
+    expected = _minatar_network(p, obs.reshape(6, 10, 10, 4).astype(jnp.float32))
+    np.testing.assert_allclose(out.reshape(6, 32), expected, atol=1e-5)
 
 
 def _squashed(low, high, action_dim=1):

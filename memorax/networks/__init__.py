@@ -1,7 +1,7 @@
 """Networks: feature extractors, torsos (sequence models and blocks) and heads."""
 
 from memorax.networks import heads
-from memorax.networks.feature_extractor import FeatureExtractor
+from memorax.networks.feature_extractor import FeatureExtractor, observation_extractor
 from memorax.networks.mlp import CNN, MLP
 from memorax.networks.network import Network, SharedActorCritic, shares_torso
 from memorax.networks.sequence_models import (
@@ -30,5 +30,6 @@ __all__ = [
     "SequenceModelWrapper",
     "SharedActorCritic",
     "heads",
+    "observation_extractor",
     "shares_torso",
 ]

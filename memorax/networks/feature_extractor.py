@@ -1,8 +1,30 @@
-"""FeatureExtractor: embeds the observation and, optionally, previous action, reward and done."""
+"""FeatureExtractor: embeds the observation and, optionally, previous action, reward and done;
+``observation_extractor`` picks the observation's embedding from its shape."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from memorax.networks.mlp import CNN, MLP
+
+
+def observation_extractor(observation_shape: tuple[int, ...], hidden_size: int) -> nn.Module:
+    """The observation's embedding, [..., *observation_shape] -> [..., hidden_size].
+
+    Vectors (``env.observation_space(env_params).shape`` of rank 1) get one dense layer; images
+    ([H, W, C]) get a convolution, then that dense layer.
+    """
+    if len(observation_shape) == 1:
+        return MLP(features=(hidden_size,))
+    if len(observation_shape) == 3:
+        # MinAtar's network (Young & Tian 2019): its 10x10 frames are too small for Atari's
+        # strided 8x8 kernels, so one 3x3 stride-1 convolution of 16 channels keeps every cell.
+        cnn = CNN(features=(16,), kernel_sizes=(3,), strides=(1,))
+        return nn.Sequential([cnn, MLP(features=(hidden_size,))])
+    raise ValueError(
+        f"no observation extractor for observations of shape {tuple(observation_shape)}: "
+        "supported are vectors [F] (an MLP) and images [H, W, C] (a CNN)"
+    )
 
 
 class FeatureExtractor(nn.Module):
