@@ -5,6 +5,7 @@ Rollouts are one jitted lax.scan, vmapped over episodes, so the file stays fast 
 """
 
 import math
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gymnax.utils import load_mnist
 
 from memorax.environments import (
     MEMORY_TASKS,
@@ -20,9 +22,11 @@ from memorax.environments import (
     EpisodeStatistics,
     FlickerObservation,
     GaussianNoiseObservation,
+    check_env_id,
     make,
     registered_envs,
 )
+from memorax.networks import FeatureExtractor, observation_extractor
 
 # POPGym's settings, written out independently of the code under test: cards in the deal, k,
 # steps per episode, steps that are scored (each worth 1 / scored), and number of actions.
@@ -349,8 +353,63 @@ def test_gymnax_ids_build_the_gymnax_env() -> None:
     for env_id in gymnax.registered_envs:
         if env_id != "MNISTBandit-bsuite":
             assert type(make(env_id)[0]) is type(gymnax.make(env_id)[0])
-    assert set(gymnax.registered_envs) <= set(registered_envs())
+    assert set(gymnax.registered_envs) - set(registered_envs()) == {"MNISTBandit-bsuite"}
     assert {"CartPole-P-v1", "MemoryChain-bsuite", "CountRecallHard"} <= set(registered_envs())
+
+
+def test_envs_that_download_data_are_refused_by_name_before_any_network_access(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("make() reached for the network")
+
+    for module, name in [
+        (urllib.request, "urlopen"),
+        (urllib.request, "urlretrieve"),
+        (load_mnist, "urlretrieve"),  # gymnax binds its own name for it at import
+        (load_mnist, "load_mnist"),
+    ]:
+        monkeypatch.setattr(module, name, no_network)
+    message = "MNISTBandit-bsuite is not supported: gymnax downloads MNIST when it is made"
+    with pytest.raises(ValueError, match=message):
+        make("MNISTBandit-bsuite")
+    with pytest.raises(ValueError, match=message):
+        check_env_id("MNISTBandit-bsuite")
+    assert "MNISTBandit-bsuite" not in registered_envs()
+
+
+# MinAtar's frames (Young & Tian 2019): 10x10, one boolean channel per kind of object.
+MINATAR_CHANNELS = {
+    "Asterix-MinAtar": 4,
+    "Breakout-MinAtar": 4,
+    "Freeway-MinAtar": 7,
+    "Seaquest-MinAtar": 10,
+    "SpaceInvaders-MinAtar": 6,
+}
+
+
+def test_every_minatar_id_is_known() -> None:
+    assert {i for i in gymnax.registered_envs if i.endswith("-MinAtar")} == set(MINATAR_CHANNELS)
+
+
+@pytest.mark.parametrize("env_id", MINATAR_CHANNELS)
+def test_minatar_observations_go_through_the_image_extractor(env_id: str) -> None:
+    env, params = make(env_id)
+    shape = env.observation_space(params).shape
+    assert shape == (10, 10, MINATAR_CHANNELS[env_id])
+    keys = jax.random.split(jax.random.key(0), 2)
+    obs, _ = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+    assert obs.shape == (2, *shape)
+    assert set(np.unique(np.asarray(obs, np.float32))) <= {0.0, 1.0}
+    extractor = FeatureExtractor(observation_extractor=observation_extractor(shape, 16))
+    obs = jnp.stack([obs, 1 - obs], axis=1)  # [B, T, H, W, C]: the frame, then its negative
+    variables = extractor.init(jax.random.key(1), obs)
+    out = extractor.apply(variables, obs)
+    assert out.shape == (2, 2, 16)
+    # Each step's features are its own frame's: the same as embedding that step alone.
+    alone = extractor.apply(variables, obs[:, 1:])
+    np.testing.assert_allclose(out[:, 1:], alone, atol=1e-6)
+    assert float(jnp.max(jnp.abs(out[:, 0] - out[:, 1]))) > 0.0
 
 
 @pytest.mark.parametrize("env_id", [*PARTIALLY_OBSERVED, *MEMORY_TASKS])

@@ -11,7 +11,8 @@ Typical use (``make`` returns the bare env; wrap it with ``EpisodeStatistics`` y
     )(step_keys, state, action, params)
     # info["returned_episode"] marks the entries whose returned_episode_returns/_lengths are valid
 
-``registered_envs()`` lists every id. Ours:
+``registered_envs()`` lists every id but gymnax's that download data when made (``NEEDS_DOWNLOAD``,
+e.g. ``MNISTBandit-bsuite``), which ``make`` refuses by name. Ours:
 
 - ``CartPole-P-v1`` (cart position, pole angle), ``CartPole-V-v1`` (velocities),
   ``Pendulum-P-v1`` (cos, sin of the angle), ``Pendulum-V-v1`` (angular velocity). Velocity-only
@@ -23,7 +24,14 @@ Typical use (``make`` returns the bare env; wrap it with ``EpisodeStatistics`` y
 from memorax.environments.autoencode import Autoencode
 from memorax.environments.count_recall import CountRecall
 from memorax.environments.episode_statistics import EpisodeStatistics, EpisodeStatisticsState
-from memorax.environments.registry import MEMORY_TASKS, PARTIALLY_OBSERVED, make, registered_envs
+from memorax.environments.registry import (
+    MEMORY_TASKS,
+    NEEDS_DOWNLOAD,
+    PARTIALLY_OBSERVED,
+    check_env_id,
+    make,
+    registered_envs,
+)
 from memorax.environments.repeat_first import RepeatFirst
 from memorax.environments.repeat_previous import RepeatPrevious
 from memorax.environments.wrappers import (
@@ -36,6 +44,7 @@ from memorax.environments.wrappers import (
 
 __all__ = [
     "MEMORY_TASKS",
+    "NEEDS_DOWNLOAD",
     "PARTIALLY_OBSERVED",
     "Autoencode",
     "CountRecall",
@@ -48,6 +57,7 @@ __all__ = [
     "RepeatPrevious",
     "SubsetObservation",
     "Wrapper",
+    "check_env_id",
     "make",
     "registered_envs",
 ]

@@ -1,5 +1,7 @@
 """``make(env_id, **kwargs)``: every gymnax id plus memorax's partially observable and memory tasks.
 
+Gymnax ids that download data when built (``NEEDS_DOWNLOAD``) are refused with a one-line reason.
+
 How ``kwargs`` are used: a keyword that names a field of the env's params (``EnvParams``, e.g.
 ``max_steps_in_episode=200``) replaces that field in the returned params; every other keyword goes
 to the env's constructor (e.g. ``make("RepeatPreviousEasy", k=8)``,
@@ -65,8 +67,17 @@ MEMORY_TASKS: dict[str, Callable[..., Any]] = {
     "MemoryChain-bsuite": partial(_gymnax, "MemoryChain-bsuite"),
 }
 
+# gymnax ids whose env downloads a data set when it is made (id: the data set): memorax runs
+# offline, so make() refuses them by name before any network access, and registered_envs()
+# does not list them.
+NEEDS_DOWNLOAD: dict[str, str] = {"MNISTBandit-bsuite": "MNIST"}
+
 _REGISTRY: dict[str, Callable[..., Any]] = {
-    **{env_id: partial(_gymnax, env_id) for env_id in gymnax.registered_envs},
+    **{
+        env_id: partial(_gymnax, env_id)
+        for env_id in gymnax.registered_envs
+        if env_id not in NEEDS_DOWNLOAD
+    },
     **PARTIALLY_OBSERVED,
     **MEMORY_TASKS,
 }
@@ -77,10 +88,21 @@ def registered_envs() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def make(env_id: str, **kwargs: Any) -> tuple[Any, environment.EnvParams]:
-    """Builds ``env_id`` and its default params, configured by ``kwargs`` (module docstring)."""
+def check_env_id(env_id: str) -> None:
+    """The ValueError ``make(env_id)`` would raise for an id it does not build, without building
+    anything: for a config's ``--env-id`` check."""
+    if env_id in NEEDS_DOWNLOAD:
+        raise ValueError(
+            f"{env_id} is not supported: gymnax downloads {NEEDS_DOWNLOAD[env_id]} when it is "
+            "made, and memorax runs offline"
+        )
     if env_id not in _REGISTRY:
         raise ValueError(f"Unknown env id {env_id!r}. Valid ids: {', '.join(registered_envs())}")
+
+
+def make(env_id: str, **kwargs: Any) -> tuple[Any, environment.EnvParams]:
+    """Builds ``env_id`` and its default params, configured by ``kwargs`` (module docstring)."""
+    check_env_id(env_id)
     factory = _REGISTRY[env_id]
     env = factory()
     param_fields = set(env.default_params.__dataclass_fields__)
