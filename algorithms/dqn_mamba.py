@@ -15,11 +15,11 @@ bootstrap through truncation from the final observation, seen with the episode's
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import tyro
 from flax import struct
@@ -32,9 +32,11 @@ from memorax.buffers import (
     make_prioritised_episode_buffer,
     sequence_priority,
 )
+from memorax.checkpoints import Checkpoints
+from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, make, registered_envs
-from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
-from memorax.flags import check_finite
+from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
+from memorax.flags import check_checkpoint_every, check_counts, check_finite
 from memorax.networks import MLP, FeatureExtractor, Network, heads
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
 from memorax.replay import (
@@ -43,7 +45,16 @@ from memorax.replay import (
     insert_final_observation,
     n_step_targets,
 )
-from memorax.results import load_checkpoint, new_run_dir, print_evaluation, read_run, write_run
+from memorax.results import (
+    check_flags_beside,
+    config_dict,
+    load_checkpoint,
+    new_run_dir,
+    print_evaluation,
+    read_config,
+    read_run,
+    write_run,
+)
 from memorax.rollout import (
     StepInput,
     Transition,
@@ -52,6 +63,8 @@ from memorax.rollout import (
     greedy_episode_returns,
     mean_finished,
 )
+
+SCRIPT = "dqn_mamba"
 
 
 @dataclass(frozen=True)
@@ -128,25 +141,22 @@ class DQNConfig:
     """Greedy episodes per evaluation (one per eval env)."""
     output_dir: str = "runs"
     """Folder for results: config, curves, summary, plot and checkpoint of each run."""
+    checkpoint_every: int = 0
+    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
+    a multiple of --eval-every that divides the training steps. Needed for --resume."""
     load: str | None = None
     """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
+    resume: str | None = None
+    """A run folder to go on training from its last checkpoint, with its own config."""
 
     def __post_init__(self) -> None:
         check_finite(vars(self))
+        check_counts(vars(self), zero_ok=("burn_in",))
         check_torso(self.torso, self.hidden_size, self.num_layers)
         if self.env_id not in registered_envs():
             raise ValueError(
                 f"--env-id {self.env_id!r} is unknown; valid ids: {', '.join(registered_envs())}"
             )
-        for flag in (
-            "num_envs", "total_timesteps", "learning_starts", "num_seeds", "buffer_size",
-            "batch_size", "sequence_length", "n_step", "train_frequency", "gradient_steps",
-            "target_update_period", "eval_every", "eval_episodes", "context_length",
-        ):  # fmt: skip
-            if getattr(self, flag) < 1:
-                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
-        if self.burn_in < 0:
-            raise ValueError("--burn-in must be at least 0")
         check_replay_schedule(
             num_envs=self.num_envs, total_timesteps=self.total_timesteps,
             learning_starts=self.learning_starts, eval_every=self.eval_every,
@@ -166,6 +176,7 @@ class DQNConfig:
             raise ValueError(
                 "--learning-rate and --max-grad-norm must be positive, --priority-exponent >= 0"
             )
+        check_checkpoint_every(self.checkpoint_every, self.eval_every, self.training_steps)
 
     @property
     def steps_per_round(self) -> int:
@@ -420,7 +431,9 @@ class DQN:
         state, metrics = jax.lax.scan(
             self._update, state, jax.random.split(update_key, cfg.gradient_steps)
         )
-        metrics = {**jax.tree.map(jnp.mean, metrics), "epsilon": epsilon, **episode_metrics(info)}
+        metrics = jax.tree.map(jnp.mean, metrics)
+        finite = all_finite(metrics, state.params) & ~state.buffer_state.nonfinite_priority
+        metrics = {**metrics, "epsilon": epsilon, "finite": finite, **episode_metrics(info)}
         transitions = Transition(
             observation=steps.inputs.observation,
             action=steps.action,
@@ -513,40 +526,48 @@ def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
     return DQN(cfg, env, env_params, q_network, optimizer, buffer, epsilon_schedule)
 
 
-def run(agent: DQN, key: jax.Array, progress: Progress | None = None):
-    """One seed's whole run: init, warmup (--learning-starts random steps), then per evaluation
-    period train for --eval-every env steps and evaluate greedily. Returns (params, metrics
-    [rounds], eval_return [evaluations]); NaN where no evaluation episode finished."""
-    cfg = agent.cfg
-    eval_steps = evaluation_steps(agent.env_params)
+def start(agent: DQN, key: jax.Array):
+    """One seed before training: its key and state after --learning-starts random steps."""
     key, state = agent.init(key)
-    key, state = agent.warmup(key, state, cfg.learning_starts)
+    return agent.warmup(key, state, agent.cfg.learning_starts)
+
+
+def train_periods(agent: DQN, carry, first_period, num_periods: int, progress=None):
+    """``num_periods`` evaluation periods of one seed from ``carry`` (key, state): each trains for
+    --eval-every env steps, then evaluates. Returns (carry, (metrics [rounds], eval_return
+    [periods], NaN where no evaluation episode finished))."""
+    eval_steps = evaluation_steps(agent.env_params)
 
     def period(carry, index):
         key, state = carry
-        key, state, transitions = agent.train(key, state, cfg.eval_every)
+        key, state, transitions = agent.train(key, state, agent.cfg.eval_every)
         key, returns, finished = agent.evaluate(key, state, eval_steps)
         eval_return = mean_finished(returns, finished)
         if progress is not None:
             progress.report(index, eval_return)
-        return (key, state), (transitions.metrics, eval_return)
+        metrics = with_evaluation(transitions.metrics, returns, finished)
+        return (key, state), (metrics, eval_return)
 
-    (_, state), (metrics, eval_return) = jax.lax.scan(
-        period, (key, state), np.arange(cfg.num_evaluations)
+    carry, (metrics, eval_return) = jax.lax.scan(
+        period, carry, first_period + jnp.arange(num_periods)
     )
-    return state.params, jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return
+    return carry, (jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return)
 
 
 def evaluate_saved_run(cfg: DQNConfig) -> None:
     """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
     each seed again on --eval-episodes fresh episodes."""
-    saved, checkpoint = read_run(cfg.load)
-    saved_cfg = DQNConfig(**{**saved, "load": None, "eval_episodes": cfg.eval_episodes})
-    env, env_params = make(saved_cfg.env_id)
-    agent = make_agent(saved_cfg, env, env_params)
-    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
-    _, states = jax.vmap(agent.init)(keys)
-    states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
+        check_flags_beside("--load", ("--eval-episodes", "--seed"))
+        saved_cfg, checkpoint = read_run(cfg.load, SCRIPT, DQNConfig, load=None,
+                                         eval_episodes=cfg.eval_episodes)  # fmt: skip
+        env, env_params = make(saved_cfg.env_id)
+        agent = make_agent(saved_cfg, env, env_params)
+        keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+        _, states = jax.vmap(agent.init)(keys)
+        states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     eval_steps = evaluation_steps(env_params)
     _, returns, finished = jax.jit(
         jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
@@ -559,28 +580,43 @@ def main() -> None:
     if cfg.load is not None:
         evaluate_saved_run(cfg)
         return
-    name = f"dqn_mamba-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}"
     try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        resume = cfg.resume
+        if resume:
+            check_flags_beside("--resume")
+            cfg = read_config(resume, "--resume", SCRIPT, DQNConfig)
         check_divides_devices(cfg.num_seeds)
         env, env_params = make(cfg.env_id)
         agent = make_agent(cfg, env, env_params)
-        run_dir = new_run_dir(cfg.output_dir, name)
+        name, config = (
+            f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}",
+            config_dict(cfg, SCRIPT),
+        )
+        run_dir = Path(resume) if resume else new_run_dir(cfg.output_dir, name, config)
+        checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
+        if resume:
+            checkpoints.check_resumable()
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
     print(
-        f"dqn_mamba: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
+        f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
         f"{cfg.total_timesteps:,} steps on {jax.local_device_count()} "
         f"{jax.devices()[0].platform} device(s); compiling...",
         flush=True,
     )
-    keys = seed_keys(cfg.seed, cfg.num_seeds)
-    (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
-    write_run(
-        run_dir, cfg, metrics, eval_return, params, timing,
+    (_, state), (metrics, eval_return), timing = train_seeds(
+        partial(start, agent), partial(train_periods, agent, progress=progress),
+        seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
+    )  # fmt: skip
+    summary = write_run(
+        run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
         first_step=cfg.learning_starts,
     )  # fmt: skip
+    checkpoints.remove()
+    if summary["diverged"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
     python algorithms/ppo_rnn.py --torso mlp                      # its memoryless twin
     python algorithms/ppo_rnn.py --env-id RepeatPreviousEasy --total-timesteps 2000000
     python algorithms/ppo_rnn.py --load runs/<run>                # evaluate a saved run again
+    python algorithms/ppo_rnn.py --checkpoint-every 100000        # resumable: --resume runs/<run>
 
 Recurrent details that decide whether memory works: every rollout stores the carry it started
 from; minibatches are whole env sequences replayed from that carry with the rollout's reset flags,
@@ -14,6 +15,7 @@ never through termination.
 
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -25,12 +27,23 @@ import tyro
 from flax import struct
 from gymnax.environments import spaces
 
+from memorax.checkpoints import Checkpoints
+from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, make, registered_envs
-from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
-from memorax.flags import check_finite
+from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
+from memorax.flags import check_checkpoint_every, check_counts, check_finite
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.results import load_checkpoint, new_run_dir, print_evaluation, read_run, write_run
+from memorax.results import (
+    check_flags_beside,
+    config_dict,
+    load_checkpoint,
+    new_run_dir,
+    print_evaluation,
+    read_config,
+    read_run,
+    write_run,
+)
 from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import (
     StepInput,
@@ -40,6 +53,8 @@ from memorax.rollout import (
     greedy_episode_returns,
     mean_finished,
 )
+
+SCRIPT = "ppo_rnn"
 
 
 @dataclass(frozen=True)
@@ -100,29 +115,22 @@ class PPOConfig:
     """Greedy episodes per evaluation (one per eval env)."""
     output_dir: str = "runs"
     """Folder for results: config, curves, summary, plot and checkpoint of each run."""
+    checkpoint_every: int = 0
+    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
+    a multiple of --eval-every that divides the training steps. Needed for --resume."""
     load: str | None = None
     """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
+    resume: str | None = None
+    """A run folder to go on training from its last checkpoint, with its own config."""
 
     def __post_init__(self) -> None:
         check_finite(vars(self))
+        check_counts(vars(self))
         check_torso(self.torso, self.hidden_size, self.num_layers)
         if self.env_id not in registered_envs():
             raise ValueError(
                 f"--env-id {self.env_id!r} is unknown; valid ids: {', '.join(registered_envs())}"
             )
-        for flag in (
-            "num_envs",
-            "num_steps",
-            "total_timesteps",
-            "num_seeds",
-            "update_epochs",
-            "num_minibatches",
-            "eval_every",
-            "eval_episodes",
-            "context_length",
-        ):
-            if getattr(self, flag) < 1:
-                raise ValueError(f"--{flag.replace('_', '-')} must be at least 1")
         if self.num_envs % self.num_minibatches:
             raise ValueError(
                 f"--num-envs ({self.num_envs}) must be divisible by --num-minibatches "
@@ -145,6 +153,7 @@ class PPOConfig:
             raise ValueError("--learning-rate, --clip-coef and --max-grad-norm must be positive")
         if self.ent_coef < 0 or self.vf_coef < 0:
             raise ValueError("--ent-coef and --vf-coef must be at least 0")
+        check_checkpoint_every(self.checkpoint_every, self.eval_every, self.training_steps)
 
     @property
     def steps_per_round(self) -> int:
@@ -425,7 +434,8 @@ class PPO:
             epoch, (state.params, state.opt_states), epoch_keys
         )
         state = state.replace(params=params, opt_states=opt_states)
-        metrics = {**jax.tree.map(jnp.mean, metrics), **episode_metrics(info)}
+        metrics = jax.tree.map(jnp.mean, metrics)
+        metrics = {**metrics, "finite": all_finite(metrics, params), **episode_metrics(info)}
         transitions = Transition(
             observation=rollout.inputs.observation,
             action=rollout.action,
@@ -517,39 +527,47 @@ def make_agent(cfg: PPOConfig, env, env_params) -> PPO:
     return PPO(cfg, env, env_params, actor, critic, optimizer(), optimizer())
 
 
-def run(agent: PPO, key: jax.Array, progress: Progress | None = None):
-    """One seed's whole run: init, then per evaluation period train for --eval-every env steps
-    and evaluate greedily. Returns (params, metrics [rounds], eval_return [evaluations]); NaN
-    where no evaluation episode finished."""
-    cfg = agent.cfg
+def start(agent: PPO, key: jax.Array):
+    """One seed before training: its key and initial state."""
+    return agent.init(key)
+
+
+def train_periods(agent: PPO, carry, first_period, num_periods: int, progress=None):
+    """``num_periods`` evaluation periods of one seed from ``carry`` (key, state): each trains for
+    --eval-every env steps, then evaluates greedily. Returns (carry, (metrics [rounds],
+    eval_return [periods], NaN where no evaluation episode finished))."""
     eval_steps = evaluation_steps(agent.env_params)
-    key, state = agent.init(key)
 
     def period(carry, index):
         key, state = carry
-        key, state, transitions = agent.train(key, state, cfg.eval_every)
+        key, state, transitions = agent.train(key, state, agent.cfg.eval_every)
         key, returns, finished = agent.evaluate(key, state, eval_steps)
         eval_return = mean_finished(returns, finished)
         if progress is not None:
             progress.report(index, eval_return)
-        return (key, state), (transitions.metrics, eval_return)
+        metrics = with_evaluation(transitions.metrics, returns, finished)
+        return (key, state), (metrics, eval_return)
 
-    (_, state), (metrics, eval_return) = jax.lax.scan(
-        period, (key, state), np.arange(cfg.num_evaluations)
+    carry, (metrics, eval_return) = jax.lax.scan(
+        period, carry, first_period + jnp.arange(num_periods)
     )
-    return state.params, jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return
+    return carry, (jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return)
 
 
 def evaluate_saved_run(cfg: PPOConfig) -> None:
     """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
     each seed again on --eval-episodes fresh episodes."""
-    saved, checkpoint = read_run(cfg.load)
-    saved_cfg = PPOConfig(**{**saved, "load": None, "eval_episodes": cfg.eval_episodes})
-    env, env_params = make(saved_cfg.env_id)
-    agent = make_agent(saved_cfg, env, env_params)
-    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
-    _, states = jax.vmap(agent.init)(keys)
-    states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
+        check_flags_beside("--load", ("--eval-episodes", "--seed"))
+        saved_cfg, checkpoint = read_run(cfg.load, SCRIPT, PPOConfig, load=None,
+                                         eval_episodes=cfg.eval_episodes)  # fmt: skip
+        env, env_params = make(saved_cfg.env_id)
+        agent = make_agent(saved_cfg, env, env_params)
+        keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+        _, states = jax.vmap(agent.init)(keys)
+        states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     eval_steps = evaluation_steps(env_params)
     _, returns, finished = jax.jit(
         jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
@@ -563,25 +581,38 @@ def main() -> None:
         evaluate_saved_run(cfg)
         return
     try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        resume = cfg.resume
+        if resume:
+            check_flags_beside("--resume")
+            cfg = read_config(resume, "--resume", SCRIPT, PPOConfig)
         check_divides_devices(cfg.num_seeds)
         env, env_params = make(cfg.env_id)
         agent = make_agent(cfg, env, env_params)
-        run_dir = new_run_dir(cfg.output_dir, f"ppo_rnn-{cfg.env_id}-{cfg.torso}")
+        name, config = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}", config_dict(cfg, SCRIPT)
+        run_dir = Path(resume) if resume else new_run_dir(cfg.output_dir, name, config)
+        checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
+        if resume:
+            checkpoints.check_resumable()
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every)
     print(
-        f"ppo_rnn: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
+        f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
         f"{cfg.training_steps:,} steps on {jax.local_device_count()} "
         f"{jax.devices()[0].platform} device(s); compiling...",
         flush=True,
     )
-    keys = seed_keys(cfg.seed, cfg.num_seeds)
-    (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
-    write_run(
-        run_dir, cfg, metrics, eval_return, params, timing,
+    (_, state), (metrics, eval_return), timing = train_seeds(
+        partial(start, agent), partial(train_periods, agent, progress=progress),
+        seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
+    )  # fmt: skip
+    summary = write_run(
+        run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
     )  # fmt: skip
+    checkpoints.remove()
+    if summary["diverged"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ Soft targets stop at termination and bootstrap through truncation from the final
 seen with the episode's own carries. Evaluation acts with the mean action.
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -26,9 +27,11 @@ from flax import struct
 from gymnax.environments import spaces
 
 from memorax.buffers import make_episode_buffer
+from memorax.checkpoints import Checkpoints
+from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, make, registered_envs
-from memorax.experiment import Progress, check_divides_devices, run_seeds, seed_keys
-from memorax.flags import check_finite
+from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
+from memorax.flags import check_checkpoint_every, check_counts, check_finite
 from memorax.networks import MLP, FeatureExtractor, Network, heads
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
 from memorax.replay import (
@@ -37,7 +40,16 @@ from memorax.replay import (
     insert_final_observation,
     n_step_targets,
 )
-from memorax.results import load_checkpoint, new_run_dir, print_evaluation, read_run, write_run
+from memorax.results import (
+    check_flags_beside,
+    config_dict,
+    load_checkpoint,
+    new_run_dir,
+    print_evaluation,
+    read_config,
+    read_run,
+    write_run,
+)
 from memorax.rollout import (
     StepInput,
     Transition,
@@ -50,6 +62,8 @@ from memorax.rollout import (
 NUM_CRITICS = 2
 ROUND_FLAGS = "--num-envs x the env steps per round that --utd-ratio sets"
 REPLAY_FLAGS = "--burn-in + --sequence-length + 1"
+
+SCRIPT = "sac_s5"
 
 
 @dataclass(frozen=True)
@@ -114,11 +128,17 @@ class SACConfig:
     """Deterministic (mean-action) episodes per evaluation (one per eval env)."""
     output_dir: str = "runs"
     """Folder for results: config, curves, summary, plot and checkpoint of each run."""
+    checkpoint_every: int = 0
+    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
+    a multiple of --eval-every that divides the training steps. Needed for --resume."""
     load: str | None = None
     """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
+    resume: str | None = None
+    """A run folder to go on training from its last checkpoint, with its own config."""
 
     def __post_init__(self) -> None:
         check_finite(vars(self))
+        check_counts(vars(self), zero_ok=("burn_in",))
         check_torso(self.torso, self.hidden_size, self.num_layers)
         if self.critic_torso is not None:
             check_torso(self.critic_torso, self.hidden_size, self.num_layers, "--critic-torso")
@@ -126,10 +146,6 @@ class SACConfig:
             raise ValueError(
                 f"--env-id {self.env_id!r} is unknown; valid ids: {', '.join(registered_envs())}"
             )
-        for name in (f.name for f in fields(self) if f.type is int and f.name != "seed"):
-            least = 0 if name == "burn_in" else 1
-            if getattr(self, name) < least:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least {least}")
         for name in ("actor_lr", "critic_lr", "alpha_lr", "initial_alpha", "utd_ratio"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
@@ -147,6 +163,7 @@ class SACConfig:
         )  # fmt: skip
         if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError("--gamma and --tau must lie in (0, 1]")
+        check_checkpoint_every(self.checkpoint_every, self.eval_every, self.training_steps)
 
     @property
     def updates_per_round(self) -> int:
@@ -449,7 +466,8 @@ class SAC:
         state, (steps, info) = jax.lax.scan(self._env_step, state, step_keys)
         update_keys = jax.random.split(update_key, self.cfg.updates_per_round)
         state, metrics = jax.lax.scan(self._update, state, update_keys)
-        metrics = {**jax.tree.map(jnp.mean, metrics), **episode_metrics(info)}
+        metrics = jax.tree.map(jnp.mean, metrics)
+        metrics = {**metrics, "finite": all_finite(metrics, state.params), **episode_metrics(info)}
         transitions = Transition(
             observation=steps.inputs.observation,
             action=steps.action,
@@ -530,38 +548,47 @@ def make_agent(cfg: SACConfig, env, env_params) -> SAC:
     return SAC(cfg, env, env_params, actor, critic, *optimizers, buffer)
 
 
-def run(agent: SAC, key: jax.Array, progress: Progress | None = None):
-    """One seed: init, warmup, then per --eval-every env steps train and evaluate. Returns
-    (params, metrics [rounds], eval_return [evaluations], NaN where no episode finished)."""
-    cfg = agent.cfg
-    eval_steps = evaluation_steps(agent.env_params)
+def start(agent: SAC, key: jax.Array):
+    """One seed before training: its key and state after --learning-starts random steps."""
     key, state = agent.init(key)
-    key, state = agent.warmup(key, state, cfg.learning_starts)
+    return agent.warmup(key, state, agent.cfg.learning_starts)
+
+
+def train_periods(agent: SAC, carry, first_period, num_periods: int, progress=None):
+    """``num_periods`` evaluation periods of one seed from ``carry`` (key, state): each trains for
+    --eval-every env steps, then evaluates. Returns (carry, (metrics [rounds], eval_return
+    [periods], NaN where no evaluation episode finished))."""
+    eval_steps = evaluation_steps(agent.env_params)
 
     def period(carry, index):
         key, state = carry
-        key, state, transitions = agent.train(key, state, cfg.eval_every)
+        key, state, transitions = agent.train(key, state, agent.cfg.eval_every)
         key, returns, finished = agent.evaluate(key, state, eval_steps)
         eval_return = mean_finished(returns, finished)
         if progress is not None:
             progress.report(index, eval_return)
-        return (key, state), (transitions.metrics, eval_return)
+        metrics = with_evaluation(transitions.metrics, returns, finished)
+        return (key, state), (metrics, eval_return)
 
-    (_, state), (metrics, eval_return) = jax.lax.scan(
-        period, (key, state), np.arange(cfg.num_evaluations)
+    carry, (metrics, eval_return) = jax.lax.scan(
+        period, carry, first_period + jnp.arange(num_periods)
     )
-    return state.params, jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return
+    return carry, (jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return)
 
 
 def evaluate_saved_run(cfg: SACConfig) -> None:
     """``--load``: evaluate every seed's saved parameters again, on --eval-episodes episodes."""
-    saved, checkpoint = read_run(cfg.load)
-    saved_cfg = SACConfig(**{**saved, "load": None, "eval_episodes": cfg.eval_episodes})
-    env, env_params = make(saved_cfg.env_id)
-    agent = make_agent(saved_cfg, env, env_params)
-    keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
-    _, states = jax.vmap(agent.init)(keys)
-    states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
+        check_flags_beside("--load", ("--eval-episodes", "--seed"))
+        saved_cfg, checkpoint = read_run(cfg.load, SCRIPT, SACConfig, load=None,
+                                         eval_episodes=cfg.eval_episodes)  # fmt: skip
+        env, env_params = make(saved_cfg.env_id)
+        agent = make_agent(saved_cfg, env, env_params)
+        keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+        _, states = jax.vmap(agent.init)(keys)
+        states = states.replace(params=load_checkpoint(checkpoint, states.params))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     evaluate = jax.jit(jax.vmap(partial(agent.evaluate, num_steps=evaluation_steps(env_params))))
     _, returns, finished = evaluate(keys, states)
     print_evaluation(f"deterministic evaluation of {cfg.load}", returns, finished)
@@ -572,28 +599,41 @@ def main() -> None:
     if cfg.load is not None:
         evaluate_saved_run(cfg)
         return
-    critic = "" if cfg.critic_torso in (None, cfg.torso) else f"-critic-{cfg.critic_torso}"
     try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        resume = cfg.resume
+        if resume:
+            check_flags_beside("--resume")
+            cfg = read_config(resume, "--resume", SCRIPT, SACConfig)
         check_divides_devices(cfg.num_seeds)
         env, env_params = make(cfg.env_id)
         agent = make_agent(cfg, env, env_params)
-        run_dir = new_run_dir(cfg.output_dir, f"sac_s5-{cfg.env_id}-{cfg.torso}{critic}")
+        critic = "" if cfg.critic_torso in (None, cfg.torso) else f"-critic-{cfg.critic_torso}"
+        name, config = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{critic}", config_dict(cfg, SCRIPT)
+        run_dir = Path(resume) if resume else new_run_dir(cfg.output_dir, name, config)
+        checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
+        if resume:
+            checkpoints.check_resumable()
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
     print(
-        f"sac_s5: {cfg.env_id}, torso {cfg.torso}, critics {cfg.critic_torso or cfg.torso}, "
+        f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}, critics {cfg.critic_torso or cfg.torso}, "
         f"{cfg.num_seeds} seeds x {cfg.total_timesteps:,} steps on {jax.local_device_count()} "
         f"{jax.devices()[0].platform} device(s); compiling...",
         flush=True,
     )
-    keys = seed_keys(cfg.seed, cfg.num_seeds)
-    (params, metrics, eval_return), timing = run_seeds(partial(run, agent, progress=progress), keys)
-    write_run(
-        run_dir, cfg, metrics, eval_return, params, timing,
+    (_, state), (metrics, eval_return), timing = train_seeds(
+        partial(start, agent), partial(train_periods, agent, progress=progress),
+        seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
+    )  # fmt: skip
+    summary = write_run(
+        run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
         first_step=cfg.learning_starts,
     )  # fmt: skip
+    checkpoints.remove()
+    if summary["diverged"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ hands a function to ``jax.jit``), which vmaps it over seeds, shards the seed axi
 devices, compiles it once and runs it. Nothing here knows what an agent is.
 """
 
+import concurrent.futures
+import os
+import shutil
+import signal
 import sys
 import threading
 import time
@@ -16,6 +20,10 @@ from typing import Any
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from memorax.checkpoints import Checkpoints
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
@@ -34,10 +42,19 @@ def check_divides_devices(num_seeds: int, flag: str = "--num-seeds") -> None:
         )
 
 
+def _seed_sharding() -> NamedSharding:
+    return NamedSharding(Mesh(np.array(jax.local_devices()), ("seeds",)), PartitionSpec("seeds"))
+
+
 def shard_seeds(tree: Any) -> Any:
     """Place a pytree whose leading axis is the seed axis across all local devices."""
-    mesh = Mesh(np.array(jax.local_devices()), ("seeds",))
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec("seeds")))
+    return jax.device_put(tree, _seed_sharding())
+
+
+def _seed_sharded(shapes: Any) -> Any:
+    """``jax.ShapeDtypeStruct``s of arrays placed as ``shard_seeds`` places them."""
+    sharding = _seed_sharding()
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 class Progress:
@@ -94,12 +111,149 @@ class Timing:
     run_seconds: float
 
 
+class _Interrupts:
+    """SIGINT and SIGTERM while a run trains. A first signal asks the run to stop at the end of
+    the segment in progress, once its checkpoint is saved; a second one (or the first, in a run
+    that saves nothing) stops the process at once, except while a checkpoint is being written,
+    which is then finished first, so no file is ever left half written."""
+
+    def __init__(self, checkpoints: Checkpoints):
+        self.checkpoints = checkpoints
+        self.requested = False
+        self.saving = False
+        self.exit_after_save = False
+
+    def __enter__(self):
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if not self.checkpoints.every:
+            shutil.rmtree(self.checkpoints.run_dir, ignore_errors=True)
+            _exit_now(
+                f"\n{name}: stopped; this run saved no checkpoints (--checkpoint-every is off), so "
+                f"nothing of it is kept ({self.checkpoints.run_dir} removed)"
+            )
+        if self.saving:
+            self.exit_after_save = True
+        elif self.requested:
+            _exit_now(f"\n{name} again: stopped at once. {self._resume_line()}")
+        else:
+            self.requested = True
+            print(
+                f"\n{name}: stopping once the segment in progress is saved "
+                "(send it again to stop at once, losing that segment)",
+                flush=True,
+            )
+
+    def _resume_line(self) -> str:
+        if not self.checkpoints.has_state():
+            return "No checkpoint had been saved yet; nothing is kept."
+        return f"Go on from the last checkpoint with:\n  {self.checkpoints.resume_command}"
+
+
+def _exit_now(message: str) -> None:
+    print(message, flush=True)
+    os._exit(130)  # the compiled call cannot be cancelled; leave without waiting for it
+
+
+def _wait(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)``, run to completion (its arrays ready) in a worker thread while the
+    main thread waits in short sleeps, so that a signal's handler runs within a fraction of a
+    second, not after a compiled call that may take hours."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(lambda: jax.block_until_ready(function(*args)))
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except concurrent.futures.TimeoutError:
+                continue
+
+
 def run_seeds(run: Callable[[jax.Array], Any], keys: jax.Array) -> tuple[Any, Timing]:
-    """Compile ``vmap(run)`` once for all seeds, sharded over devices, run it and time both."""
+    """Compile ``vmap(run)`` once for all seeds, sharded over devices, run it and time both. The
+    main thread waits in short sleeps, so a signal handler can act while it runs."""
     keys = shard_seeds(keys)
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(run)).lower(keys).compile()
+    compiled = _wait(jax.jit(jax.vmap(run)).lower(keys).compile)
     compile_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    outputs = jax.block_until_ready(compiled(keys))
+    outputs = _wait(compiled, keys)
     return outputs, Timing(compile_seconds=compile_seconds, run_seconds=time.perf_counter() - start)
+
+
+def train_seeds(
+    start: Callable[[jax.Array], Any],
+    train: Callable[[Any, Any, int], tuple[Any, Any]],
+    keys: jax.Array,
+    num_periods: int,
+    checkpoints: Checkpoints,
+) -> tuple[Any, Any, Timing]:
+    """Train every seed from the script's ``start(key) -> carry`` (init, warmup) with its
+    ``train(carry, first_period, n) -> (carry, outputs)`` (n evaluation periods; every leaf of
+    ``outputs`` has a leading period-ordered axis), vmapped and sharded over devices. Returns
+    (carry, outputs, timing), seed axis first.
+
+    With ``checkpoints.every == 0`` the whole run is one compiled call (``run_seeds``).
+    Otherwise ``train`` runs in segments of ``every`` periods, one compiled function for all of
+    them, and the carry and outputs so far are saved after each; a folder that already holds a
+    checkpoint is resumed from it, and the result is the same, bit for bit, as that of a run
+    never stopped. SIGINT and SIGTERM stop the run as ``_Interrupts`` says."""
+    with _Interrupts(checkpoints) as interrupts:
+        if not checkpoints.every:
+            (carry, outputs), timing = run_seeds(
+                lambda key: train(start(key), 0, num_periods), keys
+            )
+            return carry, outputs, timing
+        keys = shard_seeds(keys)
+        resuming = checkpoints.has_state()
+        every = checkpoints.every
+        seeds = _seed_sharding()  # segments hand their carry on: keep it where it was
+        segment = jax.jit(
+            jax.vmap(lambda carry, first: train(carry, first, every), in_axes=(0, None)),
+            out_shardings=seeds,
+        )
+        start_time = time.perf_counter()
+        lowered_start = jax.jit(jax.vmap(start), out_shardings=seeds).lower(keys)
+        carry_shape = _seed_sharded(lowered_start.out_info)
+        compiled = _wait(segment.lower(carry_shape, np.int32(0)).compile)
+        compile_seconds = time.perf_counter() - start_time
+        if resuming:
+            period, carry, outputs, run_seconds = checkpoints.load(
+                carry_shape, compiled.out_info[1]
+            )
+            carry = shard_seeds(carry)
+            print(f"resuming {checkpoints.run_dir} after evaluation period {period}", flush=True)
+        else:
+            start_time = time.perf_counter()
+            compiled_start = _wait(lowered_start.compile)
+            compile_seconds += time.perf_counter() - start_time
+            start_time = time.perf_counter()
+            carry = _wait(compiled_start, keys)
+            period, outputs, run_seconds = 0, None, time.perf_counter() - start_time
+        while period < num_periods:
+            start_time = time.perf_counter()
+            carry, new = _wait(compiled, carry, np.int32(period))
+            outputs = new if outputs is None else _concatenate(outputs, new)
+            period += every
+            interrupts.saving = True
+            run_seconds += time.perf_counter() - start_time
+            checkpoints.save(period, carry, outputs, run_seconds)
+            interrupts.saving = False
+            print(f"checkpoint after evaluation period {period}/{num_periods} saved", flush=True)
+            if interrupts.requested or interrupts.exit_after_save:
+                _exit_now(
+                    f"stopped after evaluation period {period} of {num_periods}, "
+                    f"checkpoint saved. {interrupts._resume_line()}"
+                )
+        return carry, outputs, Timing(compile_seconds, run_seconds)
+
+
+def _concatenate(before: Any, after: Any) -> Any:
+    """Outputs of successive segments joined along the period axis (axis 1; 0 is seeds)."""
+    return jax.tree.map(lambda a, b: np.concatenate([a, b], axis=1), before, after)

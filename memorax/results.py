@@ -5,29 +5,38 @@ interrupted run never leaves a half-written file behind.
 """
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import flax.serialization
 import jax
 import numpy as np
 
+from memorax.divergence import first_nonfinite
 from memorax.rollout import mean_finished
 from memorax.statistics import bootstrap_interval, interquartile_mean
 
 
-def atomic_write(path: str | Path, data: bytes) -> Path:
+def atomic_write(path: str | Path, data: bytes | Callable[[BinaryIO], None]) -> Path:
+    """Write ``data`` (bytes, or a function that writes to the open file) to ``path`` through a
+    temporary file in the same folder, renamed into place once complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -59,9 +68,12 @@ def write_curves(path: str | Path, curves: dict[str, np.ndarray]) -> Path:
 def summarise(final_returns: np.ndarray, confidence: float = 0.95) -> dict[str, Any]:
     """IQM across seeds of the final greedy evaluation, with a bootstrap interval."""
     final_returns = np.asarray(final_returns, dtype=np.float64)
+    num_seeds = final_returns.size
+    if not num_seeds:  # every seed diverged: the statistics are NaN
+        final_returns = np.array([np.nan])
     low, high = bootstrap_interval(final_returns, confidence=confidence)
     return {
-        "num_seeds": int(final_returns.size),
+        "num_seeds": num_seeds,
         "final_eval_return_iqm": interquartile_mean(final_returns),
         "final_eval_return_iqm_ci": [low, high],
         "confidence": confidence,
@@ -70,14 +82,21 @@ def summarise(final_returns: np.ndarray, confidence: float = 0.95) -> dict[str, 
     }
 
 
-def save_checkpoint(path: str | Path, params: Any) -> Path:
-    """Parameters (any pytree of arrays, seed axis included) as flax msgpack."""
-    return atomic_write(path, flax.serialization.to_bytes(params))
+def save_checkpoint(path: str | Path, params: Any) -> str:
+    """Parameters (any pytree of arrays, seed axis included) as flax msgpack; returns the file's
+    SHA-256, which summary.json keeps so that a damaged file is refused when loaded."""
+    data = flax.serialization.to_bytes(params)
+    atomic_write(path, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_checkpoint(path: str | Path, target: Any) -> Any:
-    """Restore parameters saved by ``save_checkpoint`` into the structure of ``target``."""
-    return flax.serialization.from_bytes(target, Path(path).read_bytes())
+    """Restore parameters saved by ``save_checkpoint`` into the structure of ``target``; a
+    ValueError if the file does not hold parameters of that structure."""
+    try:
+        return flax.serialization.from_bytes(target, Path(path).read_bytes())
+    except Exception as error:  # msgpack and flax raise many kinds on a file that does not fit
+        raise ValueError(f"{path} does not hold this run's parameters ({error})") from None
 
 
 def plot_learning_curves(
@@ -105,16 +124,18 @@ def plot_learning_curves(
     return atomic_write(path, buffer.getvalue())
 
 
-def config_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+def config_dict(config: Any, script: str) -> dict[str, Any]:
+    """config.json's contents: the script that wrote it, then every field of its config."""
+    return {"script": script, **dataclasses.asdict(config)}
 
 
-def new_run_dir(output_dir: str | Path, name: str) -> Path:
+def new_run_dir(output_dir: str | Path, name: str, config: dict[str, Any] | None = None) -> Path:
     """Create and return a new, empty run folder ``output_dir/<name>-<time>`` (``-2``, ``-3``, ...
     appended when that name is taken: a folder is never reused, however many runs start at
-    once), after checking that ``output_dir`` can be written. Call it before compiling, so a
-    path that cannot hold results fails in a second, not after the run: a ValueError that names
-    --output-dir and the problem."""
+    once), after checking that ``output_dir`` can be written, and write ``config`` (from
+    ``config_dict``) there as config.json. Call it before compiling, so a path that cannot hold
+    results fails in a second, not after the run: a ValueError that names --output-dir and the
+    problem."""
     output_dir = Path(output_dir)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -130,15 +151,17 @@ def new_run_dir(output_dir: str | Path, name: str) -> Path:
         run_dir = output_dir / (base if attempt == 1 else f"{base}-{attempt}")
         try:
             run_dir.mkdir()
-            return run_dir
         except FileExistsError:
             continue
+        if config is not None:
+            write_json(run_dir / "config.json", config)
+        return run_dir
     raise ValueError(f"--output-dir {output_dir}: no free run folder name for {base}")
 
 
 def write_run(
     run_dir: str | Path,
-    config: Any,
+    config: dict[str, Any],
     metrics: dict[str, Any],
     eval_returns: Any,
     params: Any,
@@ -146,17 +169,22 @@ def write_run(
     steps_per_round: int,
     eval_every: int,
     first_step: int = 0,
-) -> Path:
-    """Report a finished multi-seed run and write everything it leaves behind in ``run_dir``
-    (from ``new_run_dir``):
+) -> dict[str, Any]:
+    """Report a finished multi-seed run, write everything it leaves behind in ``run_dir``
+    (from ``new_run_dir``) and return its summary.
 
-    config.json, curves.npz (per-seed arrays [seeds, points]: every metric per round, the greedy
-    evaluation return, and their env-step axes), summary.json (final greedy-evaluation IQM across
-    seeds with a bootstrap interval, and the timing), learning_curve.png and checkpoint.msgpack
-    (the parameters of every seed). ``metrics`` leaves are [seeds, rounds], ``eval_returns``
-    [seeds, evaluations]; a round is ``steps_per_round`` env steps per seed, an evaluation
-    follows every ``eval_every``; ``timing`` is ``memorax.experiment.Timing``. ``first_step`` is
-    where training begins on the env-step axis (after an off-policy warmup).
+    config.json (``config`` from ``config_dict``), curves.npz (per-seed arrays [seeds, points]:
+    every metric per round, the greedy evaluation return, and their env-step axes),
+    learning_curve.png, checkpoint.msgpack (the parameters of every seed) and, last, so that its
+    presence means the run is complete, summary.json (final greedy-evaluation IQM across seeds
+    with a bootstrap interval, the timing, the checkpoint's SHA-256 and the diverged seeds).
+    ``metrics`` leaves are [seeds, rounds], among them ``finite`` (``memorax.divergence``: False
+    from the round where a seed's losses, parameters or evaluation first held NaN or inf);
+    ``eval_returns`` [seeds, evaluations]; a round is ``steps_per_round`` env steps per seed, an
+    evaluation follows every ``eval_every``; ``timing`` is ``memorax.experiment.Timing``.
+    ``first_step`` is where training begins on the env-step axis (after an off-policy warmup).
+    A diverged seed is named with its round, left out of the IQM (its return is NaN in the
+    summary) and marks the summary ``diverged``; the other seeds' results are written as usual.
     """
     eval_returns = np.asarray(eval_returns)
     num_seeds, num_evaluations = eval_returns.shape
@@ -176,40 +204,102 @@ def write_run(
         "eval_return": eval_returns,
         "eval_env_steps": np.broadcast_to(eval_steps, (num_seeds, num_evaluations)),
     }
-    config = config_dict(config)
+    diverged = first_nonfinite(metrics["finite"])
+    final_returns = eval_returns[:, -1].astype(np.float64)
+    final_returns[list(diverged)] = np.nan
     run_dir = Path(run_dir)
     write_json(run_dir / "config.json", config)
     write_curves(run_dir / "curves.npz", curves)
+    title = f"{run_dir.name} ({num_seeds} seeds, greedy evaluation)"
+    plot_learning_curves(
+        run_dir / "learning_curve.png", eval_steps, eval_returns, title, "greedy evaluation return"
+    )
     summary = {
-        **summarise(eval_returns[:, -1]),
+        **summarise(final_returns[np.isfinite(final_returns)]),
+        "final_eval_return_per_seed": final_returns.tolist(),
+        "diverged": bool(diverged),
+        "diverged_seeds": {seed: int(round_steps[r]) for seed, r in diverged.items()},
+        "script": config.get("script"),
+        "checkpoint_sha256": save_checkpoint(run_dir / "checkpoint.msgpack", params),
         "compile_seconds": timing.compile_seconds,
         "run_seconds": timing.run_seconds,
         "env_steps_per_second": steps_per_second,
     }
     write_json(run_dir / "summary.json", summary)
-    title = f"{run_dir.name} ({num_seeds} seeds, greedy evaluation)"
-    plot_learning_curves(
-        run_dir / "learning_curve.png", eval_steps, eval_returns, title, "greedy evaluation return"
-    )
-    save_checkpoint(run_dir / "checkpoint.msgpack", params)
+    for seed, env_steps in summary["diverged_seeds"].items():
+        print(
+            f"DIVERGED: seed {seed} from the round ending at env step {env_steps:,}: NaN or inf "
+            "in its losses, parameters or evaluation; left out of the IQM",
+            flush=True,
+        )
     low, high = summary["final_eval_return_iqm_ci"]
-    per_seed = np.round(summary["final_eval_return_per_seed"], 2).tolist()
     print(
         f"final greedy evaluation: IQM {summary['final_eval_return_iqm']:.2f} "
         f"[{low:.2f}, {high:.2f}] ({summary['confidence']:.0%} bootstrap CI over "
-        f"{summary['num_seeds']} seeds); per seed {per_seed}\nresults in {run_dir}",
+        f"{summary['num_seeds']} seeds); per seed {np.round(final_returns, 2).tolist()}"
+        f"{'; the run DIVERGED' if diverged else ''}\nresults in {run_dir}",
         flush=True,
     )
-    return run_dir
+    return summary
 
 
-def read_run(run_dir: str | Path) -> tuple[dict[str, Any], Path]:
-    """The saved config (as a dict) and checkpoint path of a run folder written by write_run."""
+def read_config(
+    run_dir: str | Path, flag: str, script: str, config_class: type, **overrides: Any
+) -> Any:
+    """The config of the run in ``run_dir`` as ``config_class`` with ``overrides``, for ``flag``
+    (``--load`` or ``--resume``); a ValueError naming ``flag`` and the fix if the folder is not a
+    run of ``script`` that this version of it can read."""
+    run_dir, where = Path(run_dir), f"{flag} {run_dir}"
+    if not (run_dir / "config.json").is_file():
+        what = "no such folder" if not run_dir.is_dir() else "not a run folder (no config.json)"
+        raise ValueError(f"{where}: {what}")
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{where}: config.json is damaged ({error})") from None
+    origin = saved.pop("script", script)
+    if origin != script:
+        raise ValueError(f"{where} is a run of {origin}: use algorithms/{origin}.py {flag}")
+    known = {field.name for field in dataclasses.fields(config_class)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise ValueError(
+            f"{where}: its config.json has {', '.join(map(repr, unknown))}, which this "
+            f"{script} does not know (written by another version of it)"
+        )
+    return config_class(**{**saved, **overrides})
+
+
+def read_run(run_dir: str | Path, script: str, config_class: type, **overrides: Any):
+    """``--load``: (config, checkpoint path) of a finished run of ``script`` (see read_config),
+    its checkpoint checked against the SHA-256 in summary.json; a ValueError naming --load and
+    the fix otherwise."""
+    config = read_config(run_dir, "--load", script, config_class, **overrides)
     run_dir = Path(run_dir)
-    config, checkpoint = run_dir / "config.json", run_dir / "checkpoint.msgpack"
-    if not (config.is_file() and checkpoint.is_file()):
-        raise ValueError(f"--load {run_dir}: no config.json and checkpoint.msgpack there")
-    return json.loads(config.read_text()), checkpoint
+    summary, checkpoint = run_dir / "summary.json", run_dir / "checkpoint.msgpack"
+    if not summary.is_file():
+        resumable = (run_dir / "checkpoints" / "latest.json").is_file()
+        raise ValueError(
+            f"--load {run_dir}: the run did not finish"
+            + (f"; go on with --resume {run_dir}" if resumable else " and kept no checkpoint")
+        )
+    expected = json.loads(summary.read_text()).get("checkpoint_sha256")
+    if not checkpoint.is_file() or hashlib.sha256(checkpoint.read_bytes()).hexdigest() != expected:
+        raise ValueError(f"--load {run_dir}: checkpoint.msgpack is missing or damaged (SHA-256)")
+    return config, checkpoint
+
+
+def check_flags_beside(flag: str, allowed: tuple[str, ...] = (), argv: list[str] | None = None):
+    """A ValueError naming the first command-line flag in ``argv`` (default: this process's)
+    other than ``flag`` and ``allowed``: beside ``flag`` the saved run's config decides
+    everything else, and a flag that would be silently ignored is refused instead."""
+    for token in sys.argv[1:] if argv is None else argv:
+        name = token.split("=")[0]
+        if name.startswith("--") and name not in (flag, *allowed):
+            also = f"; only {', '.join(allowed)} may be given with it" if allowed else ""
+            raise ValueError(
+                f"{name} cannot be used with {flag}: the saved run's config.json decides it{also}"
+            )
 
 
 def print_evaluation(title: str, returns: Any, finished: Any) -> np.ndarray:

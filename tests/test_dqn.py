@@ -2,9 +2,9 @@
 carries, burn-in without gradient, prioritised updates, config validation, the CLI and a short
 learning test."""
 
+import functools
 import json
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import jax
@@ -19,6 +19,7 @@ from memorax.experiment import run_seeds, seed_keys
 from memorax.replay import n_step_targets
 from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
+from tests.script_runs import script, stopped_and_resumed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -128,8 +129,13 @@ def _step(agent: DQN, params, carry, observation, reset, prev_action, prev_rewar
         prev_action=jnp.asarray(prev_action)[None, None],
         prev_reward=jnp.asarray(prev_reward)[None, None],
     )
-    carry, q = agent.q_values(params, inputs, carry)
+    carry, q = _compiled_q_values(agent)(params, inputs, carry)
     return carry, np.asarray(q[0, 0])
+
+
+@functools.cache
+def _compiled_q_values(agent: DQN):
+    return jax.jit(agent.q_values)  # one network step, compiled once per agent
 
 
 def test_replayed_td_errors_equal_step_by_step_reference_from_the_stored_carries():
@@ -292,8 +298,8 @@ def test_default_config_is_valid():
         (dict(learning_starts=40), r"--learning-starts \(40\) must hold one replayed sequence"),
         (dict(total_timesteps=256), r"--total-timesteps \(256\) must exceed --learning-starts"),
         (dict(tau=0.0), r"--gamma and --tau must lie in \(0, 1\]"),
-        (dict(burn_in=-1), r"--burn-in must be at least 0"),
-        (dict(n_step=0), r"--n-step must be at least 1"),
+        (dict(burn_in=-1), r"--burn-in \(-1\) must be at least 0"),
+        (dict(n_step=0), r"--n-step \(0\) must be at least 1"),
         (dict(epsilon_end=1.5), r"--epsilon-start and --epsilon-end must lie in \[0, 1\]"),
     ],
 )
@@ -321,42 +327,33 @@ def test_a_buffer_that_does_not_fit_the_config_is_refused():
         DQN(cfg, env, env_params, agent.q_network, agent.optimizer, short, agent.epsilon_schedule)
 
 
-def _script(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "algorithms" / "dqn_mamba.py"), *args],
-        capture_output=True, text=True, timeout=timeout, cwd="/",
-    )  # fmt: skip
-
-
 def test_cli_help_and_errors_before_compiling():
-    help_text = _script("--help")
+    help_text = script("dqn_mamba", "--help")
     assert help_text.returncode == 0
     for flag in ("--torso", "--prioritised", "--burn-in", "--n-step", "--tau",
                  "--train-frequency", "--gradient-steps", "--load"):  # fmt: skip
         assert flag in help_text.stdout
-    bad = _script("--burn-in", "-1")
+    bad = script("dqn_mamba", "--burn-in", "-1")
     assert bad.returncode != 0
-    assert "--burn-in must be at least 0" in " ".join(bad.stderr.replace("│", " ").split())
+    assert "--burn-in (-1) must be at least 0" in " ".join(bad.stderr.replace("│", " ").split())
     assert "compiling" not in bad.stdout
 
 
 @pytest.mark.timeout(400)
-def test_main_writes_results_and_load_evaluates_them(tmp_path):
-    done = _script(
+def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
+    flags = [
         "--torso", "gru", "--hidden-size", "16", "--num-envs", "4", "--train-frequency", "2",
         "--batch-size", "8", "--sequence-length", "6", "--burn-in", "3", "--buffer-size", "512",
-        "--learning-starts", "256", "--total-timesteps", "320", "--eval-every", "32",
-        "--num-seeds", "2", "--eval-episodes", "4", "--prioritised", "--output-dir", str(tmp_path),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "env steps/s" in done.stdout and "[   2/2] env steps/seed        320" in done.stdout
-    (run_dir,) = tmp_path.iterdir()
+        "--learning-starts", "256", "--total-timesteps", "320", "--eval-every", "16",
+        "--num-seeds", "2", "--eval-episodes", "4", "--prioritised",
+    ]  # fmt: skip
+    run_dir = stopped_and_resumed("dqn_mamba", flags, "16", tmp_path, signal.SIGTERM)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert len(summary["final_eval_return_per_seed"]) == 2
+    assert len(summary["final_eval_return_per_seed"]) == 2 and not summary["diverged"]
     with np.load(run_dir / "curves.npz") as curves:
-        assert curves["loss"].shape == (2, 8)
-        np.testing.assert_array_equal(curves["eval_env_steps"][0], [288, 320])
-    loaded = _script("--load", str(run_dir), "--eval-episodes", "4")
+        assert curves["loss"].shape == (2, 8) and curves["finite"].all()
+        np.testing.assert_array_equal(curves["eval_env_steps"][0], [272, 288, 304, 320])
+    loaded = script("dqn_mamba", "--load", str(run_dir), "--eval-episodes", "4")
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert "greedy evaluation of" in loaded.stdout
 

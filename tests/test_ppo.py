@@ -3,6 +3,7 @@ config validation and a short learning test."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from memorax.experiment import run_seeds, seed_keys
 from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
+from tests.script_runs import script, stopped_and_resumed
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_ID = "CartPole-P-v1"
@@ -260,7 +262,7 @@ def test_default_config_is_valid():
         (dict(total_timesteps=10), r"--total-timesteps \(10\) is less than one round"),
         (dict(torso="attention", hidden_size=30), r"--hidden-size \(30\) must be divisible"),
         (dict(gamma=1.5), r"--gamma must lie in"),
-        (dict(num_seeds=0), r"--num-seeds must be at least 1"),
+        (dict(num_seeds=0), r"--num-seeds \(0\) must be at least 1"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_flag(overrides, message):
@@ -268,50 +270,40 @@ def test_config_rejects_bad_values_naming_the_flag(overrides, message):
         tiny_config(**overrides)
 
 
-def _script(*args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "algorithms" / "ppo_rnn.py"), *args],
-        capture_output=True, text=True, timeout=timeout, cwd="/",
-    )  # fmt: skip
-
-
 def test_cli_help_and_errors_before_compiling():
-    help_text = _script("--help")
+    help_text = script("ppo_rnn", "--help")
     assert help_text.returncode == 0
     for flag in ("--env-id", "--torso", "--num-seeds", "--shared-torso", "--use-prev-action",
                  "--eval-every", "--output-dir", "--load"):  # fmt: skip
         assert flag in help_text.stdout
-    bad = _script("--num-envs", "6", "--num-minibatches", "4")
+    bad = script("ppo_rnn", "--num-envs", "6", "--num-minibatches", "4")
     assert bad.returncode != 0
     shown = " ".join(bad.stderr.replace("│", " ").split())  # tyro boxes and wraps the message
     assert "--num-envs (6) must be divisible by --num-minibatches (4)" in shown
     assert "compiling" not in bad.stdout
 
 
-@pytest.mark.timeout(400)
-def test_main_writes_results_and_load_evaluates_them(tmp_path):
-    done = _script(
+@pytest.mark.timeout(600)
+def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
+    flags = [
         "--num-envs", "4", "--num-steps", "16", "--hidden-size", "16", "--total-timesteps", "256",
-        "--eval-every", "128", "--num-seeds", "2", "--eval-episodes", "4",
-        "--output-dir", str(tmp_path),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "env steps/s" in done.stdout and "[   2/2]" in done.stdout
-    (run_dir,) = tmp_path.iterdir()
+        "--eval-every", "64", "--num-seeds", "2", "--eval-episodes", "4",
+    ]  # fmt: skip
+    run_dir = stopped_and_resumed("ppo_rnn", flags, "64", tmp_path, signal.SIGINT)
     names = {path.name for path in run_dir.iterdir()}
     assert names == {"config.json", "curves.npz", "summary.json", "learning_curve.png",
                      "checkpoint.msgpack"}  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())
     per_seed = summary["final_eval_return_per_seed"]
-    assert len(per_seed) == 2
+    assert len(per_seed) == 2 and not summary["diverged"]
     assert summary["final_eval_return_iqm"] == pytest.approx(interquartile_mean(per_seed))
     with np.load(run_dir / "curves.npz") as curves:
-        assert curves["eval_return"].shape == (2, 2)
-        assert curves["loss"].shape == (2, 4)
+        assert curves["eval_return"].shape == (2, 4)
+        assert curves["loss"].shape == (2, 4) and curves["finite"].all()
         np.testing.assert_array_equal(curves["round_env_steps"][1], [64, 128, 192, 256])
-        np.testing.assert_array_equal(curves["eval_env_steps"][0], [128, 256])
+        np.testing.assert_array_equal(curves["eval_env_steps"][0], [64, 128, 192, 256])
         np.testing.assert_allclose(curves["eval_return"][:, -1], per_seed, rtol=1e-6)
-    loaded = _script("--load", str(run_dir), "--eval-episodes", "4")
+    loaded = script("ppo_rnn", "--load", str(run_dir), "--eval-episodes", "4")
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert "greedy evaluation of" in loaded.stdout
 

@@ -3,8 +3,7 @@ and the losses against plain references, replay from every network's stored carr
 without gradient, config validation, the CLI and a short learning test."""
 
 import json
-import subprocess
-import sys
+import signal
 from pathlib import Path
 
 import distrax
@@ -28,6 +27,7 @@ from memorax.environments import make
 from memorax.experiment import run_seeds, seed_keys
 from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
+from tests.script_runs import script, stopped_and_resumed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -468,12 +468,12 @@ def test_utd_ratio_sets_updates_and_env_steps_per_round(utd, envs, updates, step
         (dict(buffer_size=514), r"--buffer-size \(514\) must be a multiple of --num-envs \(4\)"),
         (dict(total_timesteps=256), r"--total-timesteps \(256\) must exceed --learning-starts"),
         (dict(tau=0.0), r"--gamma and --tau must lie in \(0, 1\]"),
-        (dict(burn_in=-1), r"--burn-in must be at least 0"),
+        (dict(burn_in=-1), r"--burn-in \(-1\) must be at least 0"),
         (dict(actor_lr=0.0), r"--actor-lr must be positive"),
         (dict(alpha_lr=-1e-3), r"--alpha-lr must be positive"),
         (dict(utd_ratio=0.0), r"--utd-ratio must be positive"),
         (dict(utd_ratio=0.001), r"--utd-ratio 0.001 x --num-envs 4 must be a ratio of small"),
-        (dict(batch_size=0), r"--batch-size must be at least 1"),
+        (dict(batch_size=0), r"--batch-size \(0\) must be at least 1"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_flag(overrides, message):
@@ -500,45 +500,36 @@ def test_a_buffer_that_does_not_fit_the_config_is_refused():
         SAC(cfg, agent.env, agent.env_params, *parts, short)
 
 
-def _script(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "algorithms" / "sac_s5.py"), *args],
-        capture_output=True, text=True, timeout=timeout, cwd="/",
-    )  # fmt: skip
-
-
 def test_cli_help_and_errors_before_compiling():
-    help_text = _script("--help")
+    help_text = script("sac_s5", "--help")
     assert help_text.returncode == 0
     for flag in ("--torso", "--critic-torso", "--utd-ratio", "--num-envs", "--actor-lr",
                  "--critic-lr", "--alpha-lr", "--burn-in", "--tau", "--target-entropy",
                  "--load"):  # fmt: skip
         assert flag in help_text.stdout
-    bad = _script("--utd-ratio", "0")
+    bad = script("sac_s5", "--utd-ratio", "0")
     assert bad.returncode != 0
     assert "--utd-ratio must be positive" in " ".join(bad.stderr.replace("│", " ").split())
     assert "compiling" not in bad.stdout
 
 
 @pytest.mark.timeout(400)
-def test_main_writes_results_and_load_evaluates_them(tmp_path):
-    done = _script(
+def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
+    flags = [
         "--torso", "gru", "--hidden-size", "16", "--critic-head-size", "16", "--num-envs", "4",
         "--batch-size", "6", "--sequence-length", "6", "--burn-in", "3", "--buffer-size", "512",
-        "--learning-starts", "256", "--total-timesteps", "320", "--eval-every", "32",
-        "--num-seeds", "2", "--eval-episodes", "4", "--output-dir", str(tmp_path),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "env steps/s" in done.stdout and "[   2/2] env steps/seed        320" in done.stdout
-    (run_dir,) = tmp_path.iterdir()
+        "--learning-starts", "256", "--total-timesteps", "320", "--eval-every", "16",
+        "--num-seeds", "2", "--eval-episodes", "4",
+    ]  # fmt: skip
+    run_dir = stopped_and_resumed("sac_s5", flags, "16", tmp_path, signal.SIGINT)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert len(summary["final_eval_return_per_seed"]) == 2
+    assert len(summary["final_eval_return_per_seed"]) == 2 and not summary["diverged"]
     with np.load(run_dir / "curves.npz") as curves:
         # 0.25 updates per env step with 4 envs: one round (one update) per step of the envs.
-        assert curves["critic_loss"].shape == (2, 16)
+        assert curves["critic_loss"].shape == (2, 16) and curves["finite"].all()
         np.testing.assert_array_equal(curves["round_env_steps"][1, [0, -1]], [260, 320])
-        np.testing.assert_array_equal(curves["eval_env_steps"][0], [288, 320])
-    loaded = _script("--load", str(run_dir), "--eval-episodes", "4")
+        np.testing.assert_array_equal(curves["eval_env_steps"][0], [272, 288, 304, 320])
+    loaded = script("sac_s5", "--load", str(run_dir), "--eval-episodes", "4")
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert f"deterministic evaluation of {run_dir}: per-seed return [" in loaded.stdout
     saved = np.asarray(summary["final_eval_return_per_seed"], float)

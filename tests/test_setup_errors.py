@@ -2,18 +2,19 @@
 with a non-zero exit and no traceback; run folders are new and never shared (issue 17's cases that
 this suite keeps fixed)."""
 
+import signal
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import pytest
 
 from algorithms.dqn_mamba import DQNConfig
 from algorithms.ppo_rnn import PPOConfig
 from algorithms.sac_s5 import SACConfig
-from memorax.results import new_run_dir
+from memorax.results import config_dict, new_run_dir
+from tests.script_runs import REPO, one_line_refusal, script
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {"ppo_rnn": PPOConfig, "dqn_mamba": DQNConfig, "sac_s5": SACConfig}
 NON_FINITE = [
     ("ppo_rnn", "learning_rate"),
@@ -28,12 +29,12 @@ NON_FINITE = [
 ]
 
 
-@pytest.mark.parametrize("script,field", NON_FINITE)
+@pytest.mark.parametrize("name,field", NON_FINITE)
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_non_finite_values_are_refused_by_name(script, field, value):
+def test_non_finite_values_are_refused_by_name(name, field, value):
     flag = "--" + field.replace("_", "-")
     with pytest.raises(ValueError, match=rf"^{flag} \({value}\) must be a finite number$"):
-        CONFIGS[script](**{field: value})
+        CONFIGS[name](**{field: value})
 
 
 @pytest.mark.parametrize(
@@ -49,42 +50,94 @@ def test_ppo_refuses_negative_coefficients(overrides, message):
         PPOConfig(**overrides)
 
 
-def _script(name: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *args],
-        capture_output=True, text=True, timeout=240, cwd="/",
-    )  # fmt: skip
-
-
-def _refused_in_one_line(done: subprocess.CompletedProcess, *needles: str) -> None:
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert "compiling" not in done.stdout
-    shown = " ".join(done.stderr.replace("│", " ").split())  # tyro boxes and wraps its messages
-    for needle in needles:
-        assert needle in shown, done.stderr[-2000:]
-
-
 @pytest.mark.parametrize(
-    "script,args,needles",
+    "name,args,needles",
     [
         ("ppo_rnn", ["--learning-rate", "nan"], ["--learning-rate (nan) must be a finite number"]),
         ("sac_s5", ["--utd-ratio", "inf"], ["--utd-ratio (inf) must be a finite number"]),
         ("dqn_mamba", ["--env-id", "Pendulum-P-v1"], ["error:", "DQN needs discrete ones"]),
         ("sac_s5", ["--env-id", "CartPole-P-v1"], ["error:", "SAC needs continuous ones"]),
+        ("dqn_mamba", ["--checkpoint-every", "7"], ["--checkpoint-every (7) must be 0 (off) or a"]),
+        ("ppo_rnn", ["--load", "/no/such/run"], ["error: --load /no/such/run: no such folder"]),
+        ("sac_s5", ["--resume", "/"], ["error: --resume /: not a run folder (no config.json)"]),
     ],
 )
-def test_cli_refuses_bad_values_before_compiling(script, args, needles):
-    _refused_in_one_line(_script(script, *args), *needles)
+def test_cli_refuses_bad_values_before_compiling(name, args, needles):
+    one_line_refusal(script(name, *args), *needles)
 
 
-@pytest.mark.parametrize("script", sorted(CONFIGS))
-def test_an_output_dir_that_cannot_hold_results_is_refused_before_compiling(script, tmp_path):
+# 100,000 training env steps per seed in every script, evaluated every 20,000.
+EVALUATED_EVERY_20K = {
+    "ppo_rnn": dict(total_timesteps=100_000, eval_every=20_000),
+    "dqn_mamba": dict(total_timesteps=104_000, learning_starts=4_000, eval_every=20_000),
+    "sac_s5": dict(total_timesteps=104_000, learning_starts=4_000, eval_every=20_000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_checkpoint_every_must_be_whole_evaluation_periods_that_divide_the_run(name):
+    config, settings = CONFIGS[name], EVALUATED_EVERY_20K[name]
+    for every in (0, 20_000, 100_000):
+        assert config(**settings, checkpoint_every=every).checkpoint_every == every
+    for every in (-20_000, 7, 30_000, 40_000):
+        with pytest.raises(ValueError, match=rf"^--checkpoint-every \({every}\) must be 0 \(off"):
+            config(**settings, checkpoint_every=every)
+
+
+def _saved_run(tmp_path, name, **overrides):
+    """A run folder as a run of ``name`` leaves it at its start (config.json only)."""
+    cfg = CONFIGS[name](**overrides)
+    return new_run_dir(tmp_path, f"{name}-test", config_dict(cfg, name))
+
+
+@pytest.mark.parametrize(
+    "name,args,needles",
+    [
+        ("dqn_mamba", ["--load", "{ppo_rnn}"], ["{ppo_rnn} is a run of ppo_rnn: use algorithms/"]),
+        ("ppo_rnn", ["--load", "{ppo_rnn}", "--torso", "mlp"], ["--torso cannot be used with"]),
+        ("ppo_rnn", ["--load", "{ppo_rnn}"], ["the run did not finish and kept no checkpoint"]),
+        ("ppo_rnn", ["--resume", "{ppo_rnn}", "--num-seeds", "2"], ["--num-seeds cannot be"]),
+        ("sac_s5", ["--resume", "{sac_s5}"], ["started without --checkpoint-every"]),
+    ],
+)
+def test_saved_runs_that_cannot_be_loaded_or_resumed_are_refused_in_one_line(
+    tmp_path, name, args, needles
+):
+    runs = {key: str(_saved_run(tmp_path, key)) for key in ("ppo_rnn", "sac_s5")}
+    args = [arg.format(**runs) for arg in args]
+    one_line_refusal(script(name, *args), *(needle.format(**runs) for needle in needles))
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_an_output_dir_that_cannot_hold_results_is_refused_before_compiling(name, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    done = _script(script, "--output-dir", str(blocker / "runs"))
-    _refused_in_one_line(done, f"error: --output-dir {blocker / 'runs'} cannot hold results")
+    done = script(name, "--output-dir", str(blocker / "runs"))
+    one_line_refusal(done, f"error: --output-dir {blocker / 'runs'} cannot hold results")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_in_a_run_without_checkpoints_stops_at_once_and_keeps_nothing(tmp_path):
+    """The compiled call cannot be cancelled, and without --checkpoint-every nothing of the run
+    could be kept: the process leaves at once (not when the call ends) and removes its folder."""
+    command = [
+        sys.executable,
+        str(REPO / "algorithms" / "ppo_rnn.py"),
+        "--output-dir",
+        str(tmp_path),
+    ]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd="/") as run:
+        for line in run.stdout:
+            if "compiling" in line:
+                break
+        time.sleep(1.0)
+        sent = time.perf_counter()
+        run.send_signal(signal.SIGINT)
+        out, _ = run.communicate(timeout=60)
+    assert time.perf_counter() - sent < 10  # the full default run would take minutes
+    assert run.returncode == 130
+    assert "SIGINT: stopped; this run saved no checkpoints (--checkpoint-every is off)" in out
+    assert not any(tmp_path.iterdir())
 
 
 def test_run_folders_are_new_even_within_one_second(tmp_path):

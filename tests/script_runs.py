@@ -1,0 +1,96 @@
+"""Running a script as a user does (a subprocess), and the resume check every script must pass."""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TIMING = ("compile_seconds", "run_seconds", "env_steps_per_second")
+# One persistent compilation cache for the runs of the resume check: a resumed run reloads the
+# executables its stopped run compiled (bit-equality with the straight run, a different program
+# compiled on its own, is still tested) and CI spends its time on tests. (Reading the cache
+# prints warnings to stderr, so the one-line refusals run without it.)
+CACHED = {
+    **os.environ,
+    "JAX_COMPILATION_CACHE_DIR": tempfile.mkdtemp(prefix="memorax-test-jax-cache-"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+}
+
+
+def script(name: str, *args: str, env=None, timeout: int = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *args],
+        capture_output=True, text=True, timeout=timeout, cwd="/", env=env,
+    )  # fmt: skip
+
+
+def one_line_refusal(done: subprocess.CompletedProcess, *needles: str) -> None:
+    """Refused in one line (no traceback, nothing compiled) that holds every needle."""
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "compiling" not in done.stdout
+    shown = " ".join(done.stderr.replace("│", " ").split())  # tyro boxes and wraps its messages
+    for needle in needles:
+        assert needle in shown, done.stderr[-2000:]
+
+
+def stopped_and_resumed(name: str, flags: list[str], every: str, tmp_path: Path, signum) -> Path:
+    """Run ``name`` with ``flags`` twice: straight through (no checkpoints: one compiled call),
+    and with ``--checkpoint-every every`` stopped by a real ``signum`` right after its first
+    checkpoint, then resumed in a new process. The stopped run must exit 130 with the resume
+    command, leave only complete files that --load refuses in one line, and, resumed, end with
+    the same parameters, curves and summary as the straight run, bit for bit. Returns the
+    straight run's folder."""
+    straight = script(name, *flags, "--output-dir", str(tmp_path / "straight"), env=CACHED)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    stopped_dir = tmp_path / "stopped"
+    command = [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *flags]
+    command += ["--checkpoint-every", every, "--output-dir", str(stopped_dir)]
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", env=CACHED)
+    with subprocess.Popen(command, **pipes) as run:
+        for line in run.stdout:
+            if line.startswith("checkpoint after evaluation period 1/"):
+                run.send_signal(signum)
+                break
+        out, err = run.communicate(timeout=240)
+    (run_dir,) = stopped_dir.iterdir()
+    assert run.returncode == 130, err[-3000:]
+    assert f"python algorithms/{name}.py --resume {run_dir}" in out, out
+    files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+    states = [file for file in files if file.startswith("checkpoints/state-")]
+    assert len(states) == 1, files  # the last complete checkpoint, nothing half written
+    assert sorted(set(files) - set(states)) == [
+        "checkpoints",
+        "checkpoints/latest.json",
+        "config.json",
+    ], files
+    one_line_refusal(script(name, "--load", str(run_dir)), f"go on with --resume {run_dir}")
+    resumed = script(name, "--resume", str(run_dir), env=CACHED)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {run_dir} after evaluation period" in resumed.stdout
+    (straight_dir,) = (tmp_path / "straight").iterdir()
+    assert (straight_dir / "checkpoint.msgpack").read_bytes() == (
+        run_dir / "checkpoint.msgpack"
+    ).read_bytes()
+    configs = [json.loads((d / "config.json").read_text()) for d in (straight_dir, run_dir)]
+    assert configs[0] == {
+        **configs[1],
+        "checkpoint_every": 0,
+        "output_dir": str(tmp_path / "straight"),
+    }
+    with np.load(straight_dir / "curves.npz") as a, np.load(run_dir / "curves.npz") as b:
+        assert a.files == b.files
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (straight_dir, run_dir)]
+    for summary in summaries:
+        for key in TIMING:
+            summary.pop(key)
+    assert summaries[0] == summaries[1]
+    assert not (run_dir / "checkpoints").exists()  # dropped once the results are written
+    return straight_dir
