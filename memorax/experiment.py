@@ -241,10 +241,11 @@ def train_seeds(
             carry, new = _wait(compiled, carry, np.int32(period))
             outputs = new if outputs is None else _concatenate(outputs, new)
             period += every
-            interrupts.saving = True
             run_seconds += time.perf_counter() - start_time
+            start_time, interrupts.saving = time.perf_counter(), True
             checkpoints.save(period, carry, outputs, run_seconds)
             interrupts.saving = False
+            run_seconds += time.perf_counter() - start_time  # saving is part of the run's time
             print(f"checkpoint after evaluation period {period}/{num_periods} saved", flush=True)
             if interrupts.requested or interrupts.exit_after_save:
                 _exit_now(
