@@ -15,7 +15,6 @@ bootstrap through truncation from the final observation, seen with the episode's
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -25,6 +24,7 @@ import tyro
 from flax import struct
 from gymnax.environments import spaces
 
+from memorax import replay, results
 from memorax.buffers import (
     EpisodeBuffer,
     compute_importance_weights,
@@ -34,27 +34,11 @@ from memorax.buffers import (
 )
 from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
-from memorax.environments import EpisodeStatistics, make, registered_envs
+from memorax.environments import EpisodeStatistics, check_env_id, make
 from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
-from memorax.flags import check_checkpoint_every, check_counts, check_finite
-from memorax.networks import MLP, FeatureExtractor, Network, heads
+from memorax.flags import check_checkpoint_every, check_counts, check_finite, check_whole_rounds
+from memorax.networks import MLP, FeatureExtractor, Network, heads, observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.replay import (
-    check_replay_buffer,
-    check_replay_schedule,
-    insert_final_observation,
-    n_step_targets,
-)
-from memorax.results import (
-    check_flags_beside,
-    config_dict,
-    load_checkpoint,
-    new_run_dir,
-    print_evaluation,
-    read_config,
-    read_run,
-    write_run,
-)
 from memorax.rollout import (
     StepInput,
     Transition,
@@ -153,11 +137,8 @@ class DQNConfig:
         check_finite(vars(self))
         check_counts(vars(self), zero_ok=("burn_in",))
         check_torso(self.torso, self.hidden_size, self.num_layers)
-        if self.env_id not in registered_envs():
-            raise ValueError(
-                f"--env-id {self.env_id!r} is unknown; valid ids: {', '.join(registered_envs())}"
-            )
-        check_replay_schedule(
+        check_env_id(self.env_id, "--env-id")
+        replay.check_replay_schedule(
             num_envs=self.num_envs, total_timesteps=self.total_timesteps,
             learning_starts=self.learning_starts, eval_every=self.eval_every,
             buffer_size=self.buffer_size, steps_per_round=self.steps_per_round,
@@ -259,7 +240,7 @@ class DQN:
             raise ValueError(f"--env-id {cfg.env_id}: DQN needs discrete actions")
         self.q_network = q_network
         self.optimizer = optimizer
-        check_replay_buffer(
+        replay.check_replay_buffer(
             buffer, cfg.replay_length, cfg.num_envs, "--burn-in + --sequence-length + --n-step"
         )
         self.buffer: EpisodeBuffer = buffer
@@ -356,7 +337,7 @@ class DQN:
         sequence = sample.experience
         start = jax.tree.map(lambda x: x[:, 0], sequence.carry)
         # One replay serves both the continuing episodes and one truncation's bootstrap.
-        inputs, position, replayed = insert_final_observation(sequence, burn)
+        inputs, position, replayed = replay.insert_final_observation(sequence, burn)
 
         # Burn-in only refreshes the stored carry: no gradient reaches it or flows through it.
         carry, q_burn = start, None
@@ -370,7 +351,7 @@ class DQN:
         q = q if q_burn is None else jnp.concatenate([q_burn, q], axis=1)  # [B, L + 1, A]
         _, q_target = self.q_values(target_params, inputs, start)
         value = double_q_value(q, q_target)  # [B, L + 1]
-        targets, valid = n_step_targets(
+        targets, valid = replay.n_step_targets(
             sequence.reward,
             sequence.terminated,
             sequence.truncated,
@@ -450,11 +431,7 @@ class DQN:
         Returns (key, state, transitions): the last round's steps ([train_frequency, num_envs])
         and one metrics row per round. Resumable: train(n1) then train(n2) equals
         train(n1 + n2)."""
-        if num_steps % self.cfg.steps_per_round:
-            raise ValueError(
-                f"train(num_steps={num_steps}) must be a multiple of --num-envs x "
-                f"--train-frequency = {self.cfg.steps_per_round}"
-            )
+        check_whole_rounds(num_steps, self.cfg.steps_per_round, "--num-envs x --train-frequency")
 
         def one_round(carry, _):
             key, state = carry
@@ -487,13 +464,14 @@ class DQN:
 
 def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
     """Network, optimizer, buffer and schedule from the config: the one place they are chosen."""
+    observation_shape = env.observation_space(env_params).shape
     action_space = env.action_space(env_params)
     num_actions = getattr(action_space, "n", None)
     if num_actions is None:
         raise ValueError(f"--env-id {cfg.env_id} has continuous actions; DQN needs discrete ones")
     q_network = Network(
         FeatureExtractor(
-            observation_extractor=MLP(features=(cfg.hidden_size,)),
+            observation_extractor=observation_extractor(observation_shape, cfg.hidden_size),
             action_extractor=MLP(features=(32,)) if cfg.use_prev_action else None,
             reward_extractor=MLP(features=(16,)) if cfg.use_prev_reward else None,
             num_actions=num_actions,
@@ -558,21 +536,21 @@ def evaluate_saved_run(cfg: DQNConfig) -> None:
     """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
     each seed again on --eval-episodes fresh episodes."""
     try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
-        check_flags_beside("--load", ("--eval-episodes", "--seed"))
-        saved_cfg, checkpoint = read_run(cfg.load, SCRIPT, DQNConfig, load=None,
+        results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
+        saved_cfg, checkpoint = results.read_run(cfg.load, SCRIPT, DQNConfig, load=None,
                                          eval_episodes=cfg.eval_episodes)  # fmt: skip
         env, env_params = make(saved_cfg.env_id)
         agent = make_agent(saved_cfg, env, env_params)
         keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
         _, states = jax.vmap(agent.init)(keys)
-        states = states.replace(params=load_checkpoint(checkpoint, states.params))
+        states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     eval_steps = evaluation_steps(env_params)
     _, returns, finished = jax.jit(
         jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
     )(keys, states)
-    print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
+    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
 
 
 def main() -> None:
@@ -581,18 +559,17 @@ def main() -> None:
         evaluate_saved_run(cfg)
         return
     try:  # the user's setup mistakes: one line naming the flag, before anything compiles
-        resume = cfg.resume
-        if resume:
-            check_flags_beside("--resume")
-            cfg = read_config(resume, "--resume", SCRIPT, DQNConfig)
+        if resume := cfg.resume:
+            results.check_flags_beside("--resume")
+            cfg = results.read_config(resume, "--resume", SCRIPT, DQNConfig)
         check_divides_devices(cfg.num_seeds)
         env, env_params = make(cfg.env_id)
         agent = make_agent(cfg, env, env_params)
         name, config = (
             f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}",
-            config_dict(cfg, SCRIPT),
+            results.config_dict(cfg, SCRIPT),
         )
-        run_dir = Path(resume) if resume else new_run_dir(cfg.output_dir, name, config)
+        run_dir = resume or results.new_run_dir(cfg.output_dir, name, config)
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
             checkpoints.check_resumable()
@@ -609,7 +586,7 @@ def main() -> None:
         partial(start, agent), partial(train_periods, agent, progress=progress),
         seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
     )  # fmt: skip
-    summary = write_run(
+    summary = results.write_run(
         run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
         first_step=cfg.learning_starts,

@@ -15,7 +15,6 @@ never through termination.
 
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -27,23 +26,15 @@ import tyro
 from flax import struct
 from gymnax.environments import spaces
 
+from memorax import results
 from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
-from memorax.environments import EpisodeStatistics, make, registered_envs
+from memorax.environments import EpisodeStatistics, check_env_id, make
 from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
-from memorax.flags import check_checkpoint_every, check_counts, check_finite
+from memorax.flags import check_checkpoint_every, check_counts, check_finite, check_whole_rounds
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
+from memorax.networks.feature_extractor import observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.results import (
-    check_flags_beside,
-    config_dict,
-    load_checkpoint,
-    new_run_dir,
-    print_evaluation,
-    read_config,
-    read_run,
-    write_run,
-)
 from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import (
     StepInput,
@@ -127,10 +118,7 @@ class PPOConfig:
         check_finite(vars(self))
         check_counts(vars(self))
         check_torso(self.torso, self.hidden_size, self.num_layers)
-        if self.env_id not in registered_envs():
-            raise ValueError(
-                f"--env-id {self.env_id!r} is unknown; valid ids: {', '.join(registered_envs())}"
-            )
+        check_env_id(self.env_id, "--env-id")
         if self.num_envs % self.num_minibatches:
             raise ValueError(
                 f"--num-envs ({self.num_envs}) must be divisible by --num-minibatches "
@@ -451,11 +439,7 @@ class PPO:
 
         Returns (key, state, transitions): the last round's rollout ([num_steps, num_envs]) and
         one metrics row per round. Resumable: train(n1) then train(n2) equals train(n1 + n2)."""
-        if num_steps % self.cfg.steps_per_round:
-            raise ValueError(
-                f"train(num_steps={num_steps}) must be a multiple of --num-envs x --num-steps = "
-                f"{self.cfg.steps_per_round}"
-            )
+        check_whole_rounds(num_steps, self.cfg.steps_per_round, "--num-envs x --num-steps")
 
         def one_round(carry, _):
             key, state = carry
@@ -489,13 +473,14 @@ class PPO:
 
 def make_agent(cfg: PPOConfig, env, env_params) -> PPO:
     """Networks and optimizers from the config: the one place the architecture is chosen."""
+    observation_shape = env.observation_space(env_params).shape
     action_space = env.action_space(env_params)
     discrete = isinstance(action_space, spaces.Discrete)
     num_actions = action_space.n if discrete else int(np.prod(action_space.shape))
 
     def feature_extractor() -> FeatureExtractor:
         return FeatureExtractor(
-            observation_extractor=MLP(features=(cfg.hidden_size,)),
+            observation_extractor=observation_extractor(observation_shape, cfg.hidden_size),
             action_extractor=MLP(features=(32,)) if cfg.use_prev_action else None,
             reward_extractor=MLP(features=(16,)) if cfg.use_prev_reward else None,
             num_actions=num_actions if discrete else None,
@@ -558,21 +543,21 @@ def evaluate_saved_run(cfg: PPOConfig) -> None:
     """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
     each seed again on --eval-episodes fresh episodes."""
     try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
-        check_flags_beside("--load", ("--eval-episodes", "--seed"))
-        saved_cfg, checkpoint = read_run(cfg.load, SCRIPT, PPOConfig, load=None,
+        results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
+        saved_cfg, checkpoint = results.read_run(cfg.load, SCRIPT, PPOConfig, load=None,
                                          eval_episodes=cfg.eval_episodes)  # fmt: skip
         env, env_params = make(saved_cfg.env_id)
         agent = make_agent(saved_cfg, env, env_params)
         keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
         _, states = jax.vmap(agent.init)(keys)
-        states = states.replace(params=load_checkpoint(checkpoint, states.params))
+        states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     eval_steps = evaluation_steps(env_params)
     _, returns, finished = jax.jit(
         jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
     )(keys, states)
-    print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
+    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
 
 
 def main() -> None:
@@ -581,15 +566,14 @@ def main() -> None:
         evaluate_saved_run(cfg)
         return
     try:  # the user's setup mistakes: one line naming the flag, before anything compiles
-        resume = cfg.resume
-        if resume:
-            check_flags_beside("--resume")
-            cfg = read_config(resume, "--resume", SCRIPT, PPOConfig)
+        if resume := cfg.resume:
+            results.check_flags_beside("--resume")
+            cfg = results.read_config(resume, "--resume", SCRIPT, PPOConfig)
         check_divides_devices(cfg.num_seeds)
         env, env_params = make(cfg.env_id)
         agent = make_agent(cfg, env, env_params)
-        name, config = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}", config_dict(cfg, SCRIPT)
-        run_dir = Path(resume) if resume else new_run_dir(cfg.output_dir, name, config)
+        name, config = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}", results.config_dict(cfg, SCRIPT)
+        run_dir = resume or results.new_run_dir(cfg.output_dir, name, config)
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
             checkpoints.check_resumable()
@@ -606,7 +590,7 @@ def main() -> None:
         partial(start, agent), partial(train_periods, agent, progress=progress),
         seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
     )  # fmt: skip
-    summary = write_run(
+    summary = results.write_run(
         run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
     )  # fmt: skip

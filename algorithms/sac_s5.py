@@ -15,7 +15,6 @@ seen with the episode's own carries. Evaluation acts with the mean action.
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -26,30 +25,15 @@ import tyro
 from flax import struct
 from gymnax.environments import spaces
 
+from memorax import replay, results
 from memorax.buffers import make_episode_buffer
 from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
-from memorax.environments import EpisodeStatistics, make, registered_envs
+from memorax.environments import EpisodeStatistics, check_env_id, make
 from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
-from memorax.flags import check_checkpoint_every, check_counts, check_finite
-from memorax.networks import MLP, FeatureExtractor, Network, heads
+from memorax.flags import check_checkpoint_every, check_counts, check_finite, check_whole_rounds
+from memorax.networks import MLP, FeatureExtractor, Network, heads, observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
-from memorax.replay import (
-    check_replay_buffer,
-    check_replay_schedule,
-    insert_final_observation,
-    n_step_targets,
-)
-from memorax.results import (
-    check_flags_beside,
-    config_dict,
-    load_checkpoint,
-    new_run_dir,
-    print_evaluation,
-    read_config,
-    read_run,
-    write_run,
-)
 from memorax.rollout import (
     StepInput,
     Transition,
@@ -142,10 +126,7 @@ class SACConfig:
         check_torso(self.torso, self.hidden_size, self.num_layers)
         if self.critic_torso is not None:
             check_torso(self.critic_torso, self.hidden_size, self.num_layers, "--critic-torso")
-        if self.env_id not in registered_envs():
-            raise ValueError(
-                f"--env-id {self.env_id!r} is unknown; valid ids: {', '.join(registered_envs())}"
-            )
+        check_env_id(self.env_id, "--env-id")
         for name in ("actor_lr", "critic_lr", "alpha_lr", "initial_alpha", "utd_ratio"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive")
@@ -155,7 +136,7 @@ class SACConfig:
                 f"--utd-ratio {self.utd_ratio} x --num-envs {self.num_envs} must be a ratio of "
                 f"small whole numbers (updates : steps of the envs), e.g. 0.25 or 0.5"
             )
-        check_replay_schedule(
+        replay.check_replay_schedule(
             num_envs=self.num_envs, total_timesteps=self.total_timesteps,
             learning_starts=self.learning_starts, eval_every=self.eval_every,
             buffer_size=self.buffer_size, steps_per_round=self.steps_per_round,
@@ -239,7 +220,7 @@ def soft_q_targets(reward, terminated, truncated, value, position, replayed, gam
     is min_i Q'_i(s, a') - alpha * log pi(a' | s), a' ~ pi, on the replay inputs of
     ``insert_final_observation``, which gives ``position`` and ``replayed``."""
     next_value = jnp.take_along_axis(value, position, axis=1)
-    return n_step_targets(
+    return replay.n_step_targets(
         reward, terminated, truncated, next_value, value[:, :-1], replayed, gamma, 1
     )
 
@@ -270,14 +251,12 @@ class SAC:
     ):  # fmt: skip
         self.cfg, self.env, self.env_params = cfg, EpisodeStatistics(env), env_params
         self.action_space = env.action_space(env_params)
-        if not isinstance(self.action_space, spaces.Box):
-            raise ValueError(f"--env-id {cfg.env_id}: SAC needs continuous (Box) actions")
         default_entropy = -float(np.prod(self.action_space.shape))  # -(action dimensions)
         self.target_entropy = default_entropy if cfg.target_entropy is None else cfg.target_entropy
         self.actor, self.critic, self.buffer = actor, critic, buffer
         self.actor_optimizer, self.critic_optimizer = actor_optimizer, critic_optimizer
         self.alpha_optimizer = alpha_optimizer
-        check_replay_buffer(buffer, cfg.replay_length, cfg.num_envs, REPLAY_FLAGS)
+        replay.check_replay_buffer(buffer, cfg.replay_length, cfg.num_envs, REPLAY_FLAGS)
         if buffer.priority_exponent is not None:
             raise ValueError("sac_s5 samples uniformly; pass make_episode_buffer's buffer")
 
@@ -378,15 +357,15 @@ class SAC:
     def _replay(self, seq: Experience):
         """``seq`` [B, L] as replayed: (inputs [B, L + 1] with one final observation inserted, the
         taken actions on them, ``position`` and ``replayed``, every network's start carry)."""
-        inputs, position, replayed = insert_final_observation(seq, self.cfg.burn_in)
+        inputs, position, replayed = replay.insert_final_observation(seq, self.cfg.burn_in)
         rows = jnp.arange(position.shape[0])[:, None]  # the inserted step's action stays zero
         action = jnp.zeros_like(inputs.prev_action).at[rows, position].set(seq.action)
         start = jax.tree.map(lambda x: x[:, 0], seq.carry)
         return inputs, action, position, replayed, start
 
-    def _targets(self, params: SACParams, seq: Experience, replay, key):
+    def _targets(self, params: SACParams, seq: Experience, batch, key):
         """Soft targets and validity [B, sequence_length], from the actor and target critics."""
-        inputs, _, position, replayed, start = replay
+        inputs, _, position, replayed, start = batch
         _, dist = self.policy(params.actor, inputs, start.actor)
         next_action, next_log_prob = dist.sample_and_log_prob(seed=key)
         _, q_target = self.q_values(params.target, inputs, start.target, next_action)
@@ -412,16 +391,16 @@ class SAC:
         index = position[:, burn : burn + self.cfg.sequence_length] - burn
         return jnp.take_along_axis(x, jnp.broadcast_to(index, x.shape[:-2] + index.shape), axis=-1)
 
-    def _critic_loss(self, critic_params, replay, targets, valid):
-        inputs, action, position, _, start = replay
+    def _critic_loss(self, critic_params, batch, targets, valid):
+        inputs, action, position, _, start = batch
         q = self._replayed(self.q_values, critic_params, start.critic, inputs, action)
         q = self._trained(q, position)  # [NUM_CRITICS, B, sequence_length]
         loss = critic_loss(q, targets, valid)
         return loss, {"critic_loss": loss, "q": q.mean(), "valid_fraction": valid.mean()}
 
-    def _actor_loss(self, actor_params, log_alpha, critic_params, replay, key):
+    def _actor_loss(self, actor_params, log_alpha, critic_params, batch, key):
         """Against the updated critics, on the actor's actions after burn-in -> (loss, log_prob)."""
-        inputs, action, position, _, start = replay
+        inputs, action, position, _, start = batch
         dist = self._replayed(self.policy, actor_params, start.actor, inputs)
         new_action, log_prob = dist.sample_and_log_prob(seed=key)  # [B, T]
         action = jnp.concatenate([action[:, : self.cfg.burn_in], new_action], axis=1)
@@ -436,15 +415,15 @@ class SAC:
         params, (actor_opt, critic_opt, alpha_opt) = state.params, state.opt_states
         sample_key, target_key, actor_key = jax.random.split(key, 3)
         seq = self.buffer.sample(state.buffer_state, sample_key).experience
-        replay = self._replay(seq)
-        targets, valid = self._targets(params, seq, replay, target_key)
+        batch = self._replay(seq)
+        targets, valid = self._targets(params, seq, batch, target_key)
         critic_grad, metrics = jax.grad(self._critic_loss, has_aux=True)(
-            params.critic, replay, targets, valid
+            params.critic, batch, targets, valid
         )
         updates, critic_opt = self.critic_optimizer.update(critic_grad, critic_opt, params.critic)
         critic = optax.apply_updates(params.critic, updates)
         (loss, log_prob), actor_grad = jax.value_and_grad(self._actor_loss, has_aux=True)(
-            params.actor, params.log_alpha, critic, replay, actor_key
+            params.actor, params.log_alpha, critic, batch, actor_key
         )
         updates, actor_opt = self.actor_optimizer.update(actor_grad, actor_opt, params.actor)
         actor = optax.apply_updates(params.actor, updates)
@@ -481,11 +460,7 @@ class SAC:
     def train(self, key: jax.Array, state: SACState, num_steps: int):
         """``num_steps`` env steps per seed in whole rounds -> (key, state, the last round's
         steps with one metrics row per round). train(n1); train(n2) equals train(n1 + n2)."""
-        if num_steps % self.cfg.steps_per_round:
-            raise ValueError(
-                f"train(num_steps={num_steps}) must be a multiple of {ROUND_FLAGS} = "
-                f"{self.cfg.steps_per_round}"
-            )
+        check_whole_rounds(num_steps, self.cfg.steps_per_round, ROUND_FLAGS)
 
         def one_round(carry, _):
             key, state = carry
@@ -517,6 +492,7 @@ class SAC:
 
 def make_agent(cfg: SACConfig, env, env_params) -> SAC:
     """Networks, optimizers and buffer from the config: the one place they are chosen."""
+    observation_shape = env.observation_space(env_params).shape
     action_space = env.action_space(env_params)
     if not isinstance(action_space, spaces.Box):
         raise ValueError(f"--env-id {cfg.env_id} has discrete actions; SAC needs continuous ones")
@@ -528,7 +504,7 @@ def make_agent(cfg: SACConfig, env, env_params) -> SAC:
 
     def network(torso: TorsoName, head) -> Network:
         features = FeatureExtractor(
-            observation_extractor=MLP(features=(cfg.hidden_size,)),
+            observation_extractor=observation_extractor(observation_shape, cfg.hidden_size),
             action_extractor=MLP(features=(32,)) if cfg.use_prev_action else None,
             reward_extractor=MLP(features=(16,)) if cfg.use_prev_reward else None,
         )
@@ -579,19 +555,19 @@ def train_periods(agent: SAC, carry, first_period, num_periods: int, progress=No
 def evaluate_saved_run(cfg: SACConfig) -> None:
     """``--load``: evaluate every seed's saved parameters again, on --eval-episodes episodes."""
     try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
-        check_flags_beside("--load", ("--eval-episodes", "--seed"))
-        saved_cfg, checkpoint = read_run(cfg.load, SCRIPT, SACConfig, load=None,
+        results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
+        saved_cfg, checkpoint = results.read_run(cfg.load, SCRIPT, SACConfig, load=None,
                                          eval_episodes=cfg.eval_episodes)  # fmt: skip
         env, env_params = make(saved_cfg.env_id)
         agent = make_agent(saved_cfg, env, env_params)
         keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
         _, states = jax.vmap(agent.init)(keys)
-        states = states.replace(params=load_checkpoint(checkpoint, states.params))
+        states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
     evaluate = jax.jit(jax.vmap(partial(agent.evaluate, num_steps=evaluation_steps(env_params))))
     _, returns, finished = evaluate(keys, states)
-    print_evaluation(f"deterministic evaluation of {cfg.load}", returns, finished)
+    results.print_evaluation(f"deterministic evaluation of {cfg.load}", returns, finished)
 
 
 def main() -> None:
@@ -600,16 +576,16 @@ def main() -> None:
         evaluate_saved_run(cfg)
         return
     try:  # the user's setup mistakes: one line naming the flag, before anything compiles
-        resume = cfg.resume
-        if resume:
-            check_flags_beside("--resume")
-            cfg = read_config(resume, "--resume", SCRIPT, SACConfig)
+        if resume := cfg.resume:
+            results.check_flags_beside("--resume")
+            cfg = results.read_config(resume, "--resume", SCRIPT, SACConfig)
         check_divides_devices(cfg.num_seeds)
         env, env_params = make(cfg.env_id)
         agent = make_agent(cfg, env, env_params)
         critic = "" if cfg.critic_torso in (None, cfg.torso) else f"-critic-{cfg.critic_torso}"
-        name, config = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{critic}", config_dict(cfg, SCRIPT)
-        run_dir = Path(resume) if resume else new_run_dir(cfg.output_dir, name, config)
+        config = results.config_dict(cfg, SCRIPT)
+        name = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{critic}"
+        run_dir = resume or results.new_run_dir(cfg.output_dir, name, config)
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
             checkpoints.check_resumable()
@@ -626,7 +602,7 @@ def main() -> None:
         partial(start, agent), partial(train_periods, agent, progress=progress),
         seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
     )  # fmt: skip
-    summary = write_run(
+    summary = results.write_run(
         run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
         first_step=cfg.learning_starts,

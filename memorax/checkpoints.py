@@ -50,7 +50,7 @@ class Checkpoints:
     """Where and how often a run saves its training state: ``every`` evaluation periods per
     segment (0: never; the run is one compiled call), for the run of ``script`` in ``run_dir``."""
 
-    run_dir: Path
+    run_dir: Path | str
     every: int
     script: str
 

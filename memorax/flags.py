@@ -35,3 +35,12 @@ def check_counts(values: dict[str, Any], zero_ok: tuple[str, ...] = ()) -> None:
         least = 0 if name in zero_ok else 1
         if value < least:
             raise ValueError(f"--{name.replace('_', '-')} ({value}) must be at least {least}")
+
+
+def check_whole_rounds(num_steps: int, steps_per_round: int, round_flags: str) -> None:
+    """A ValueError unless ``num_steps`` (given to a script's ``train``) is whole rounds of
+    ``steps_per_round`` env steps; ``round_flags`` names the flags that set a round's size."""
+    if num_steps % steps_per_round:
+        raise ValueError(
+            f"train(num_steps={num_steps}) must be a multiple of {round_flags} = {steps_per_round}"
+        )

@@ -20,6 +20,7 @@ from memorax.replay import n_step_targets
 from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
 from tests.script_runs import script, stopped_and_resumed
+from tests.test_ppo import _conv_kernels
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -419,3 +420,35 @@ def test_docs_api_with_user_built_parts():
     _, returns, finished = agent.evaluate(key, trained, 200)
     assert returns.shape == (cfg.eval_episodes,) and bool(finished.all())
     assert bool(jnp.all(returns >= 1.0))
+
+
+def test_image_observations_train_through_a_cnn():
+    """Breakout-MinAtar's 10x10x4 frames: make_agent embeds them with a convolution, and a round
+    of replayed updates moves its kernel, the loss finite."""
+    agent = tiny_agent(env_id="Breakout-MinAtar", num_seeds=1)
+
+    def warm_round(key):
+        key, state = agent.init(key)
+        key, state = agent.warmup(key, state, agent.cfg.learning_starts)
+        _, trained, transitions = agent.train(key, state, agent.cfg.steps_per_round)
+        return state.params, trained.params, transitions.metrics
+
+    before, after, metrics = jax.jit(warm_round)(jax.random.key(0))
+    (kernel, trained) = (_conv_kernels(params) for params in (before, after))
+    assert [k.shape for k in kernel] == [(3, 3, 4, 16)]
+    assert not np.allclose(kernel[0], trained[0])
+    assert bool(metrics["finite"].all()) and np.isfinite(metrics["loss"]).all()
+
+
+def test_a_round_is_marked_non_finite_by_a_nan_priority_or_nan_parameters():
+    """The divergence flag of a round: a buffer that was given a NaN/inf priority (its sticky
+    flag) or NaN parameters mark the round; a healthy state does not."""
+    agent = tiny_agent(prioritised=True)
+    state = _filled(agent)
+    flagged = state.replace(
+        buffer_state=state.buffer_state.replace(nonfinite_priority=jnp.array(True))
+    )
+    poisoned = state.replace(params=jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(jnp.nan),
+                                                 state.params))  # fmt: skip
+    round_finite = jax.jit(lambda s: agent._round(s, jax.random.key(3))[2]["finite"])
+    assert [bool(round_finite(s)) for s in (state, flagged, poisoned)] == [True, False, False]

@@ -339,7 +339,7 @@ def test_noise_has_the_stated_law_and_matches_the_final_observation() -> None:
 
 
 def test_make_rejects_unknown_ids_and_keywords_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="Valid ids: .*CartPole-P-v1.*RepeatPreviousEasy"):
+    with pytest.raises(ValueError, match="unknown; valid ids: .*CartPole-P-v1.*RepeatPreviousEasy"):
         make("CartPole-P-v2")
     with pytest.raises(ValueError, match="constructor argument"):
         make("RepeatFirstEasy", no_such_option=1)
@@ -370,7 +370,7 @@ def test_envs_that_download_data_are_refused_by_name_before_any_network_access(
         (load_mnist, "load_mnist"),
     ]:
         monkeypatch.setattr(module, name, no_network)
-    message = "MNISTBandit-bsuite is not supported: gymnax downloads MNIST when it is made"
+    message = "MNISTBandit-bsuite' is not supported: gymnax downloads MNIST when it is made"
     with pytest.raises(ValueError, match=message):
         make("MNISTBandit-bsuite")
     with pytest.raises(ValueError, match=message):

@@ -366,3 +366,25 @@ def test_docs_api_with_user_built_networks():
     assert returns.shape == (cfg.eval_episodes,) and bool(finished.all())
     # Each finished greedy episode's return is its length: at least one step, at most 500.
     assert float(returns.min()) >= 1.0 and float(returns.max()) <= 500.0
+
+
+def _conv_kernels(params) -> list:
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    return [x for path, x in leaves if "'Conv_0']['kernel']" in jax.tree_util.keystr(path)]
+
+
+def test_image_observations_train_through_a_cnn():
+    """Breakout-MinAtar's 10x10x4 frames: make_agent embeds them with a convolution (an MLP on
+    the last axis would fail), and a round of updates moves its kernels, losses finite."""
+    agent = tiny_agent(env_id="Breakout-MinAtar", num_seeds=1)
+
+    def one_round(key):
+        key, state = agent.init(key)
+        _, trained, transitions = agent.train(key, state, agent.cfg.steps_per_round)
+        return state.params, trained.params, transitions.metrics
+
+    before, after, metrics = jax.jit(one_round)(jax.random.key(0))
+    kernels = _conv_kernels(before)
+    assert [k.shape for k in kernels] == [(3, 3, 4, 16)] * 2  # actor's and critic's
+    assert all(not np.allclose(a, b) for a, b in zip(kernels, _conv_kernels(after), strict=True))
+    assert bool(metrics["finite"].all()) and np.isfinite(metrics["loss"]).all()

@@ -2,6 +2,7 @@
 with a non-zero exit and no traceback; run folders are new and never shared (issue 17's cases that
 this suite keeps fixed)."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -145,3 +146,21 @@ def test_run_folders_are_new_even_within_one_second(tmp_path):
     assert len(set(folders)) == 3
     assert all(folder.is_dir() and not any(folder.iterdir()) for folder in folders)
     assert not any(path.name.startswith(".") for path in tmp_path.iterdir())  # no probe left
+
+
+def test_a_diverged_run_says_so_keeps_its_results_and_exits_1(tmp_path):
+    """--learning-rate 1e30 turns every parameter NaN in the first update: the run names each
+    seed and the round, marks the summary and exits 1 instead of reporting a return."""
+    done = script(
+        "ppo_rnn", "--num-envs", "4", "--num-steps", "16", "--hidden-size", "16",
+        "--total-timesteps", "128", "--eval-every", "64", "--num-seeds", "2",
+        "--eval-episodes", "2", "--learning-rate", "1e30", "--output-dir", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr[-2000:]
+    for seed in (0, 1):
+        assert f"DIVERGED: seed {seed} from the round ending at env step 64:" in done.stdout
+    assert "the run DIVERGED" in done.stdout
+    (run_dir,) = tmp_path.iterdir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["diverged"] and summary["diverged_seeds"] == {"0": 64, "1": 64}
+    assert (run_dir / "checkpoint.msgpack").is_file() and (run_dir / "curves.npz").is_file()

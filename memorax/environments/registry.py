@@ -88,16 +88,16 @@ def registered_envs() -> tuple[str, ...]:
     return tuple(_REGISTRY)
 
 
-def check_env_id(env_id: str) -> None:
+def check_env_id(env_id: str, name: str = "env id") -> None:
     """The ValueError ``make(env_id)`` would raise for an id it does not build, without building
-    anything: for a config's ``--env-id`` check."""
+    anything; ``name`` is how the message names the id (a config passes its flag, "--env-id")."""
     if env_id in NEEDS_DOWNLOAD:
         raise ValueError(
-            f"{env_id} is not supported: gymnax downloads {NEEDS_DOWNLOAD[env_id]} when it is "
-            "made, and memorax runs offline"
+            f"{name} {env_id!r} is not supported: gymnax downloads {NEEDS_DOWNLOAD[env_id]} when "
+            "it is made, and memorax runs offline"
         )
     if env_id not in _REGISTRY:
-        raise ValueError(f"Unknown env id {env_id!r}. Valid ids: {', '.join(registered_envs())}")
+        raise ValueError(f"{name} {env_id!r} is unknown; valid ids: {', '.join(registered_envs())}")
 
 
 def make(env_id: str, **kwargs: Any) -> tuple[Any, environment.EnvParams]:
