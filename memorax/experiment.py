@@ -162,15 +162,16 @@ def _exit_now(message: str) -> None:
     os._exit(130)  # the compiled call cannot be cancelled; leave without waiting for it
 
 
-def _wait(function: Callable[..., Any], *args: Any) -> Any:
-    """``function(*args)``, run to completion (its arrays ready) in a worker thread while the
-    main thread waits in short sleeps, so that a signal's handler runs within a fraction of a
-    second, not after a compiled call that may take hours."""
+def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """(``function(*args)`` run to completion, its arrays ready; the seconds it took). It runs in
+    a worker thread while the main thread waits in short sleeps, so that a signal's handler acts
+    within a fraction of a second, not after a compiled call that may take hours."""
+    start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         future = pool.submit(lambda: jax.block_until_ready(function(*args)))
         while True:
             try:
-                return future.result(timeout=0.2)
+                return future.result(timeout=0.2), time.perf_counter() - start
             except concurrent.futures.TimeoutError:
                 continue
 
@@ -179,12 +180,9 @@ def run_seeds(run: Callable[[jax.Array], Any], keys: jax.Array) -> tuple[Any, Ti
     """Compile ``vmap(run)`` once for all seeds, sharded over devices, run it and time both. The
     main thread waits in short sleeps, so a signal handler can act while it runs."""
     keys = shard_seeds(keys)
-    start = time.perf_counter()
-    compiled = _wait(jax.jit(jax.vmap(run)).lower(keys).compile)
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    outputs = _wait(compiled, keys)
-    return outputs, Timing(compile_seconds=compile_seconds, run_seconds=time.perf_counter() - start)
+    compiled, compile_seconds = _timed(jax.jit(jax.vmap(run)).lower(keys).compile)
+    outputs, run_seconds = _timed(compiled, keys)
+    return outputs, Timing(compile_seconds=compile_seconds, run_seconds=run_seconds)
 
 
 def train_seeds(
@@ -221,31 +219,32 @@ def train_seeds(
         start_time = time.perf_counter()
         lowered_start = jax.jit(jax.vmap(start), out_shardings=seeds).lower(keys)
         carry_shape = _seed_sharded(lowered_start.out_info)
-        compiled = _wait(segment.lower(carry_shape, np.int32(0)).compile)
+        lowered = segment.lower(carry_shape, np.int32(0))
         compile_seconds = time.perf_counter() - start_time
-        if resuming:
-            period, carry, outputs, run_seconds = checkpoints.load(
-                carry_shape, compiled.out_info[1]
-            )
+        if resuming:  # read before compiling: a checkpoint that does not fit fails in a second
+            try:
+                period, carry, outputs, run_seconds = checkpoints.load(
+                    carry_shape, lowered.out_info[1]
+                )
+            except ValueError as error:
+                raise SystemExit(f"error: {error}") from None
             carry = shard_seeds(carry)
             print(f"resuming {checkpoints.run_dir} after evaluation period {period}", flush=True)
-        else:
-            start_time = time.perf_counter()
-            compiled_start = _wait(lowered_start.compile)
-            compile_seconds += time.perf_counter() - start_time
-            start_time = time.perf_counter()
-            carry = _wait(compiled_start, keys)
-            period, outputs, run_seconds = 0, None, time.perf_counter() - start_time
+        compiled, seconds = _timed(lowered.compile)
+        compile_seconds += seconds
+        if not resuming:
+            compiled_start, seconds = _timed(lowered_start.compile)
+            carry, run_seconds = _timed(compiled_start, keys)
+            compile_seconds, period, outputs = compile_seconds + seconds, 0, None
         while period < num_periods:
-            start_time = time.perf_counter()
-            carry, new = _wait(compiled, carry, np.int32(period))
+            (carry, new), seconds = _timed(compiled, carry, np.int32(period))
             outputs = new if outputs is None else _concatenate(outputs, new)
             period += every
-            run_seconds += time.perf_counter() - start_time
-            start_time, interrupts.saving = time.perf_counter(), True
-            checkpoints.save(period, carry, outputs, run_seconds)
+            run_seconds += seconds
+            interrupts.saving = True
+            _, seconds = _timed(checkpoints.save, period, carry, outputs, run_seconds)
             interrupts.saving = False
-            run_seconds += time.perf_counter() - start_time  # saving is part of the run's time
+            run_seconds += seconds  # saving is part of the run's time
             print(f"checkpoint after evaluation period {period}/{num_periods} saved", flush=True)
             if interrupts.requested or interrupts.exit_after_save:
                 _exit_now(
