@@ -537,8 +537,9 @@ def evaluate_saved_run(cfg: DQNConfig) -> None:
     each seed again on --eval-episodes fresh episodes."""
     try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
         results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
-        saved_cfg, checkpoint = results.read_run(cfg.load, SCRIPT, DQNConfig, load=None,
-                                         eval_episodes=cfg.eval_episodes)  # fmt: skip
+        saved_cfg, checkpoint = results.read_run(
+            cfg.load, SCRIPT, DQNConfig, eval_episodes=cfg.eval_episodes
+        )
         env, env_params = make(saved_cfg.env_id)
         agent = make_agent(saved_cfg, env, env_params)
         keys = seed_keys(cfg.seed, saved_cfg.num_seeds)

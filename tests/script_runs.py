@@ -1,5 +1,6 @@
 """Running a script as a user does (a subprocess), and the resume check every script must pass."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -94,3 +95,31 @@ def stopped_and_resumed(name: str, flags: list[str], every: str, tmp_path: Path,
     assert summaries[0] == summaries[1]
     assert not (run_dir / "checkpoints").exists()  # dropped once the results are written
     return straight_dir
+
+
+def main_in_process(name: str, args: list[str], monkeypatch, capsys) -> tuple[int, str, str]:
+    """``name``'s main() with ``args`` in this process (no interpreter and jax start-up: for
+    refusals, which never compile); returns (exit status, stdout, stderr) as the process would
+    have them. Anything but a SystemExit propagates: a traceback fails the test."""
+    module = importlib.import_module(f"algorithms.{name}")
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", *args])
+    try:
+        module.main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    if isinstance(code, str):  # SystemExit("error: ...") prints its message and exits 1
+        code, err = 1, err + code + "\n"
+    return code, out, err
+
+
+def refused_in_one_line(name: str, args: list[str], monkeypatch, capsys, *needles: str) -> str:
+    """main() exits non-zero before compiling, its stderr holding every needle; returns it."""
+    code, out, err = main_in_process(name, args, monkeypatch, capsys)
+    assert code not in (0, None), out[-2000:]
+    assert "compiling" not in out
+    shown = " ".join(err.replace("│", " ").split())  # tyro boxes and wraps its messages
+    for needle in needles:
+        assert needle in shown, err[-2000:]
+    return err

@@ -19,7 +19,7 @@ from memorax.experiment import run_seeds, seed_keys
 from memorax.replay import n_step_targets
 from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
-from tests.script_runs import script, stopped_and_resumed
+from tests.script_runs import main_in_process, refused_in_one_line, script, stopped_and_resumed
 from tests.test_ppo import _conv_kernels
 
 REPO = Path(__file__).resolve().parents[1]
@@ -328,16 +328,17 @@ def test_a_buffer_that_does_not_fit_the_config_is_refused():
         DQN(cfg, env, env_params, agent.q_network, agent.optimizer, short, agent.epsilon_schedule)
 
 
-def test_cli_help_and_errors_before_compiling():
-    help_text = script("dqn_mamba", "--help")
-    assert help_text.returncode == 0
-    for flag in ("--torso", "--prioritised", "--burn-in", "--n-step", "--tau",
-                 "--train-frequency", "--gradient-steps", "--load"):  # fmt: skip
-        assert flag in help_text.stdout
-    bad = script("dqn_mamba", "--burn-in", "-1")
-    assert bad.returncode != 0
-    assert "--burn-in (-1) must be at least 0" in " ".join(bad.stderr.replace("│", " ").split())
-    assert "compiling" not in bad.stdout
+def test_cli_help_and_errors_before_compiling(monkeypatch, capsys):
+    code, help_text, _ = main_in_process("dqn_mamba", ["--help"], monkeypatch, capsys)
+    assert code == 0
+    flags = (
+        "--torso", "--prioritised", "--burn-in", "--n-step", "--tau", "--train-frequency",
+        "--gradient-steps", "--load", "--checkpoint-every", "--resume",
+    )  # fmt: skip
+    for flag in flags:
+        assert flag in help_text
+    bad = ["--burn-in", "-1"]
+    refused_in_one_line("dqn_mamba", bad, monkeypatch, capsys, "--burn-in (-1) must be at least 0")
 
 
 @pytest.mark.timeout(400)

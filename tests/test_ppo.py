@@ -19,7 +19,7 @@ from memorax.experiment import run_seeds, seed_keys
 from memorax.returns import generalized_advantage_estimate
 from memorax.rollout import StepInput
 from memorax.statistics import interquartile_mean
-from tests.script_runs import script, stopped_and_resumed
+from tests.script_runs import main_in_process, refused_in_one_line, script, stopped_and_resumed
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_ID = "CartPole-P-v1"
@@ -270,17 +270,18 @@ def test_config_rejects_bad_values_naming_the_flag(overrides, message):
         tiny_config(**overrides)
 
 
-def test_cli_help_and_errors_before_compiling():
-    help_text = script("ppo_rnn", "--help")
-    assert help_text.returncode == 0
-    for flag in ("--env-id", "--torso", "--num-seeds", "--shared-torso", "--use-prev-action",
-                 "--eval-every", "--output-dir", "--load"):  # fmt: skip
-        assert flag in help_text.stdout
-    bad = script("ppo_rnn", "--num-envs", "6", "--num-minibatches", "4")
-    assert bad.returncode != 0
-    shown = " ".join(bad.stderr.replace("│", " ").split())  # tyro boxes and wraps the message
-    assert "--num-envs (6) must be divisible by --num-minibatches (4)" in shown
-    assert "compiling" not in bad.stdout
+def test_cli_help_and_errors_before_compiling(monkeypatch, capsys):
+    code, help_text, _ = main_in_process("ppo_rnn", ["--help"], monkeypatch, capsys)
+    assert code == 0
+    flags = (
+        "--env-id", "--torso", "--num-seeds", "--shared-torso", "--use-prev-action", "--eval-every",
+        "--output-dir", "--load", "--checkpoint-every", "--resume",
+    )  # fmt: skip
+    for flag in flags:
+        assert flag in help_text
+    bad = ["--num-envs", "6", "--num-minibatches", "4"]
+    needle = "--num-envs (6) must be divisible by --num-minibatches (4)"
+    refused_in_one_line("ppo_rnn", bad, monkeypatch, capsys, needle)
 
 
 @pytest.mark.timeout(600)
