@@ -416,13 +416,9 @@ class DQN:
         finite = all_finite(metrics, state.params) & ~state.buffer_state.nonfinite_priority
         metrics = {**metrics, "epsilon": epsilon, "finite": finite, **episode_metrics(info)}
         transitions = Transition(
-            observation=steps.inputs.observation,
-            action=steps.action,
-            reward=steps.reward,
-            done=steps.terminated | steps.truncated,
-            info=info,
-            metrics={},
-        )
+            observation=steps.inputs.observation, action=steps.action, reward=steps.reward,
+            done=steps.terminated | steps.truncated, info=info, metrics={},
+        )  # fmt: skip
         return state, transitions, metrics
 
     def train(self, key: jax.Array, state: DQNState, num_steps: int):

@@ -425,13 +425,9 @@ class PPO:
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics = {**metrics, "finite": all_finite(metrics, params), **episode_metrics(info)}
         transitions = Transition(
-            observation=rollout.inputs.observation,
-            action=rollout.action,
-            reward=rollout.reward,
-            done=jnp.logical_or(rollout.terminated, rollout.truncated),
-            info=info,
-            metrics={},
-        )
+            observation=rollout.inputs.observation, action=rollout.action, reward=rollout.reward,
+            done=rollout.terminated | rollout.truncated, info=info, metrics={},
+        )  # fmt: skip
         return state, transitions, metrics
 
     def train(self, key: jax.Array, state: PPOState, num_steps: int):

@@ -288,14 +288,10 @@ class SAC:
         critic = jax.vmap(lambda key: self.critic.init(key, *critic_args))(critic_keys)
         log_alpha = jnp.log(jnp.float32(self.cfg.initial_alpha))
         item = Experience(  # one stored step, for the buffer's shapes
-            inputs=inputs,
-            action=inputs.prev_action,
-            reward=inputs.prev_reward,
-            terminated=inputs.reset,
-            truncated=inputs.reset,
-            final_observation=observation,
+            inputs=inputs, action=inputs.prev_action, reward=inputs.prev_reward,
+            terminated=inputs.reset, truncated=inputs.reset, final_observation=observation,
             carry=carry,
-        )
+        )  # fmt: skip
         return key, SACState(
             params=SACParams(actor=actor, critic=critic, target=critic, log_alpha=log_alpha),
             opt_states=(
@@ -304,12 +300,9 @@ class SAC:
                 self.alpha_optimizer.init(log_alpha),
             ),
             buffer_state=self.buffer.init(jax.tree.map(lambda x: x[0], item)),
-            env_state=env_state,
-            inputs=inputs,
-            carry=carry,
-            env_steps=jnp.zeros((), jnp.int32),
-            updates=jnp.zeros((), jnp.int32),
-        )
+            env_state=env_state, inputs=inputs, carry=carry,
+            env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32),
+        )  # fmt: skip
 
     def _env_step(self, state: SACState, key: jax.Array, random: bool = False):
         """A step of every env (warmup: uniform actions), stored with every carry before it."""
@@ -329,14 +322,9 @@ class SAC:
             self.env.step, in_axes=(0, 0, 0, None)
         )(jax.random.split(env_key, num_envs), state.env_state, action, self.env_params)
         step = Experience(
-            inputs=state.inputs,
-            action=action,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            final_observation=info["final_observation"],
-            carry=state.carry,
-        )
+            inputs=state.inputs, action=action, reward=reward, terminated=terminated,
+            truncated=truncated, final_observation=info["final_observation"], carry=state.carry,
+        )  # fmt: skip
         add = jax.tree.map(lambda x: x[:, None], (step, state.inputs.reset))
         return state.replace(
             buffer_state=self.buffer.add(state.buffer_state, *add),
@@ -448,13 +436,9 @@ class SAC:
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics = {**metrics, "finite": all_finite(metrics, state.params), **episode_metrics(info)}
         transitions = Transition(
-            observation=steps.inputs.observation,
-            action=steps.action,
-            reward=steps.reward,
-            done=steps.terminated | steps.truncated,
-            info=info,
-            metrics={},
-        )
+            observation=steps.inputs.observation, action=steps.action, reward=steps.reward,
+            done=steps.terminated | steps.truncated, info=info, metrics={},
+        )  # fmt: skip
         return state, transitions, metrics
 
     def train(self, key: jax.Array, state: SACState, num_steps: int):
@@ -482,10 +466,9 @@ class SAC:
             carry, dist = self.policy(state.params.actor, inputs, carry)
             return carry, dist.mode()[:, 0]
 
-        num_envs = self.cfg.eval_episodes
-        carry = self.actor.initialize_carry(num_envs)
+        carry = self.actor.initialize_carry(self.cfg.eval_episodes)
         returns, finished = greedy_episode_returns(
-            eval_key, self.env, self.env_params, act, carry, num_envs, num_steps
+            eval_key, self.env, self.env_params, act, carry, self.cfg.eval_episodes, num_steps
         )
         return key, returns, finished
 
