@@ -4,16 +4,21 @@ import numpy as np
 
 
 def interquartile_mean(values: np.ndarray) -> float:
-    """Mean of the middle 50% of ``values`` (1-D), trimming a quarter of the samples at each end
-    (fractionally, so any sample count works, as in Agarwal et al. 2021)."""
-    values = np.sort(np.asarray(values, dtype=np.float64).ravel())
-    n = values.size
-    if n == 0:
+    """Mean of ``values`` (flattened) after dropping the ``n // 4`` lowest and the ``n // 4``
+    highest of its ``n`` samples: rliable's IQM (Agarwal et al. 2021), which is
+    ``scipy.stats.trim_mean(values, 0.25, axis=None)``. Below 4 samples nothing is dropped and it
+    is the plain mean; at 5 to 7 samples one is dropped at each end."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0:
         raise ValueError("interquartile_mean needs at least one value")
-    # Each sample i covers the quantile interval [i/n, (i+1)/n]; weight its overlap with [1/4, 3/4].
-    lower = np.arange(n) / n
-    weights = np.clip(np.minimum(lower + 1 / n, 0.75) - np.maximum(lower, 0.25), 0.0, None)
-    return float(np.sum(weights * values) / np.sum(weights))
+    return float(_interquartile_means(values[None])[0])
+
+
+def _interquartile_means(samples: np.ndarray) -> np.ndarray:
+    """``interquartile_mean`` of each row of ``samples`` [rows, n], in one sort."""
+    n = samples.shape[-1]
+    cut = n // 4
+    return np.sort(samples, axis=-1)[:, cut : n - cut].mean(axis=-1)
 
 
 def bootstrap_interval(
@@ -27,7 +32,10 @@ def bootstrap_interval(
     values = np.asarray(values, dtype=np.float64).ravel()
     rng = np.random.default_rng(seed)
     samples = rng.choice(values, size=(num_resamples, values.size), replace=True)
-    estimates = np.array([statistic(sample) for sample in samples])
+    if statistic is interquartile_mean:  # the same numbers, without 2000 Python calls
+        estimates = _interquartile_means(samples)
+    else:
+        estimates = np.array([statistic(sample) for sample in samples])
     alpha = (1.0 - confidence) / 2
     low, high = np.quantile(estimates, [alpha, 1.0 - alpha])
     return float(low), float(high)
