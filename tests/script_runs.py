@@ -52,15 +52,17 @@ def stopped_and_resumed(name: str, flags: list[str], every: str, tmp_path: Path,
     stopped_dir = tmp_path / "stopped"
     command = [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *flags]
     command += ["--checkpoint-every", every, "--output-dir", str(stopped_dir)]
-    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/", env=CACHED)
+    # stderr joins stdout, read as it comes: a pipe nobody drains fills up with jax's warnings
+    # (one long line per executable read from the cache) and blocks the run mid-start.
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/", env=CACHED)
     with subprocess.Popen(command, **pipes) as run:
         for line in run.stdout:
             if line.startswith("checkpoint after evaluation period 1/"):
                 run.send_signal(signum)
                 break
-        out, err = run.communicate(timeout=240)
+        out, _ = run.communicate(timeout=240)
     (run_dir,) = stopped_dir.iterdir()
-    assert run.returncode == 130, err[-3000:]
+    assert run.returncode == 130, out[-3000:]
     assert f"python algorithms/{name}.py --resume {run_dir}" in out, out
     files = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
     states = [file for file in files if file.startswith("checkpoints/state-")]
