@@ -35,8 +35,8 @@ from memorax.buffers import (
 from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, check_env_id, make
-from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
-from memorax.flags import check_checkpoint_every, check_counts, check_finite, check_whole_rounds
+from memorax.experiment import Progress, announce_run, check_divides_devices, train_seeds
+from memorax.flags import RunFlags, check_counts, check_finite, check_whole_rounds
 from memorax.networks import MLP, FeatureExtractor, Network, heads, observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
 from memorax.rollout import (
@@ -47,12 +47,14 @@ from memorax.rollout import (
     greedy_episode_returns,
     mean_finished,
 )
+from memorax.sweep import parse_sweep, swept, with_values
+from memorax.tracking import open_tracker
 
 SCRIPT = "dqn_mamba"
 
 
 @dataclass(frozen=True)
-class DQNConfig:
+class DQNConfig(RunFlags):
     env_id: str = "CartPole-P-v1"
     """Environment id for memorax.environments.make (discrete actions only)."""
     torso: TorsoName = "mamba"
@@ -123,15 +125,6 @@ class DQNConfig:
     """Env steps per seed between greedy evaluations; must divide the training steps."""
     eval_episodes: int = 32
     """Greedy episodes per evaluation (one per eval env)."""
-    output_dir: str = "runs"
-    """Folder for results: config, curves, summary, plot and checkpoint of each run."""
-    checkpoint_every: int = 0
-    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
-    a multiple of --eval-every that divides the training steps. Needed for --resume."""
-    load: str | None = None
-    """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
-    resume: str | None = None
-    """A run folder to go on training from its last checkpoint, with its own config."""
 
     def __post_init__(self) -> None:
         check_finite(vars(self))
@@ -157,7 +150,7 @@ class DQNConfig:
             raise ValueError(
                 "--learning-rate and --max-grad-norm must be positive, --priority-exponent >= 0"
             )
-        check_checkpoint_every(self.checkpoint_every, self.eval_every, self.training_steps)
+        self.check_run_flags(self.eval_every, self.training_steps)
 
     @property
     def steps_per_round(self) -> int:
@@ -458,8 +451,10 @@ class DQN:
         return key, returns, finished
 
 
-def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
-    """Network, optimizer, buffer and schedule from the config: the one place they are chosen."""
+def make_agent(cfg: DQNConfig, env, env_params, values=None) -> DQN:
+    """Network, optimizer, buffer and schedule from the config (with a sweep config's ``values``
+    in place of its fields inside the compiled run): the one place they are chosen."""
+    cfg = with_values(cfg, values or {})
     observation_shape = env.observation_space(env_params).shape
     action_space = env.action_space(env_params)
     num_actions = getattr(action_space, "n", None)
@@ -491,12 +486,12 @@ def make_agent(cfg: DQNConfig, env, env_params) -> DQN:
         buffer = make_prioritised_episode_buffer(**sizes, priority_exponent=cfg.priority_exponent)
     else:
         buffer = make_episode_buffer(**sizes)
-    epsilon_schedule = optax.linear_schedule(
-        cfg.epsilon_start,
-        cfg.epsilon_end,
-        int(cfg.exploration_fraction * cfg.total_timesteps),
-        transition_begin=cfg.learning_starts,
-    )
+    decay_steps = jnp.maximum(jnp.floor(cfg.exploration_fraction * cfg.total_timesteps), 1)
+
+    def epsilon_schedule(env_steps):  # optax.linear_schedule's, with a length that can be swept
+        count = jnp.clip(env_steps - cfg.learning_starts, 0, decay_steps)
+        return (cfg.epsilon_start - cfg.epsilon_end) * (1 - count / decay_steps) + cfg.epsilon_end
+
     return DQN(cfg, env, env_params, q_network, optimizer, buffer, epsilon_schedule)
 
 
@@ -518,7 +513,7 @@ def train_periods(agent: DQN, carry, first_period, num_periods: int, progress=No
         key, returns, finished = agent.evaluate(key, state, eval_steps)
         eval_return = mean_finished(returns, finished)
         if progress is not None:
-            progress.report(index, eval_return)
+            progress.report(index, eval_return, transitions.metrics)
         metrics = with_evaluation(transitions.metrics, returns, finished)
         return (key, state), (metrics, eval_return)
 
@@ -529,39 +524,39 @@ def train_periods(agent: DQN, carry, first_period, num_periods: int, progress=No
 
 
 def evaluate_saved_run(cfg: DQNConfig) -> None:
-    """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
-    each seed again on --eval-episodes fresh episodes."""
-    try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
+    """``--load``: rebuild the saved run's agent, restore every run's parameters (each seed, or
+    each config and seed of a sweep) and evaluate each again on --eval-episodes fresh episodes."""
+    with results.user_errors():  # a wrong folder, a damaged file, a flag that does not apply
         results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
         saved_cfg, checkpoint = results.read_run(
             cfg.load, SCRIPT, DQNConfig, eval_episodes=cfg.eval_episodes
         )
         env, env_params = make(saved_cfg.env_id)
         agent = make_agent(saved_cfg, env, env_params)
-        keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+        sweep = parse_sweep(saved_cfg)
+        _, keys, _ = sweep.inputs(cfg.seed)
         _, states = jax.vmap(agent.init)(keys)
         states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
     eval_steps = evaluation_steps(env_params)
     _, returns, finished = jax.jit(
         jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
     )(keys, states)
-    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
+    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished, sweep)
 
 
 def main() -> None:
     cfg = tyro.cli(DQNConfig)
     if cfg.load is not None:
-        evaluate_saved_run(cfg)
-        return
-    try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        return evaluate_saved_run(cfg)
+    with results.user_errors():  # setup mistakes: one line naming the flag, before compiling
         if resume := cfg.resume:
             results.check_flags_beside("--resume")
             cfg = results.read_config(resume, "--resume", SCRIPT, DQNConfig)
-        check_divides_devices(cfg.num_seeds)
+        sweep = parse_sweep(cfg)
+        check_divides_devices(sweep.num_runs, "--num-seeds x --sweep configs")
         env, env_params = make(cfg.env_id)
-        agent = make_agent(cfg, env, env_params)
+        agent_for = partial(make_agent, cfg, env, env_params)
+        agent_for({})  # the model's own checks (e.g. the observation's shape), before compiling
         name, config = (
             f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}",
             results.config_dict(cfg, SCRIPT),
@@ -570,25 +565,25 @@ def main() -> None:
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
             checkpoints.check_resumable()
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
-    print(
-        f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
-        f"{cfg.total_timesteps:,} steps on {jax.local_device_count()} "
-        f"{jax.devices()[0].platform} device(s); compiling...",
-        flush=True,
+        tracker = open_tracker(
+            cfg.track, run_dir, name, config, sweep.runs(),
+            wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity,
+        )  # fmt: skip
+    progress = Progress(
+        cfg.num_evaluations, sweep.num_runs, cfg.eval_every, cfg.learning_starts, tracker=tracker
     )
-    (_, state), (metrics, eval_return), timing = train_seeds(
-        partial(start, agent), partial(train_periods, agent, progress=progress),
-        seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
+    announce_run(f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}", sweep, cfg.total_timesteps)
+    (_, _, (_, state)), (metrics, eval_return), timing = train_seeds(
+        *swept(agent_for, start, train_periods, progress), sweep.inputs(cfg.seed),
+        cfg.num_evaluations, checkpoints,
     )  # fmt: skip
     summary = results.write_run(
         run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
-        first_step=cfg.learning_starts,
+        first_step=cfg.learning_starts, sweep=sweep,
     )  # fmt: skip
     checkpoints.remove()
+    progress.close()
     if summary["diverged"]:
         raise SystemExit(1)
 

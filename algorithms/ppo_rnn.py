@@ -30,8 +30,13 @@ from memorax import results
 from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, check_env_id, make
-from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
-from memorax.flags import check_checkpoint_every, check_counts, check_finite, check_whole_rounds
+from memorax.experiment import Progress, announce_run, check_divides_devices, train_seeds
+from memorax.flags import (
+    RunFlags,
+    check_counts,
+    check_finite,
+    check_whole_rounds,
+)
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
 from memorax.networks.feature_extractor import observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
@@ -44,12 +49,14 @@ from memorax.rollout import (
     greedy_episode_returns,
     mean_finished,
 )
+from memorax.sweep import parse_sweep, swept, with_values
+from memorax.tracking import open_tracker
 
 SCRIPT = "ppo_rnn"
 
 
 @dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(RunFlags):
     env_id: str = "CartPole-P-v1"
     """Environment id for memorax.environments.make: any gymnax id or memorax memory task."""
     torso: TorsoName = "gru"
@@ -104,15 +111,6 @@ class PPOConfig:
     divides the training steps."""
     eval_episodes: int = 32
     """Greedy episodes per evaluation (one per eval env)."""
-    output_dir: str = "runs"
-    """Folder for results: config, curves, summary, plot and checkpoint of each run."""
-    checkpoint_every: int = 0
-    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
-    a multiple of --eval-every that divides the training steps. Needed for --resume."""
-    load: str | None = None
-    """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
-    resume: str | None = None
-    """A run folder to go on training from its last checkpoint, with its own config."""
 
     def __post_init__(self) -> None:
         check_finite(vars(self))
@@ -141,7 +139,7 @@ class PPOConfig:
             raise ValueError("--learning-rate, --clip-coef and --max-grad-norm must be positive")
         if self.ent_coef < 0 or self.vf_coef < 0:
             raise ValueError("--ent-coef and --vf-coef must be at least 0")
-        check_checkpoint_every(self.checkpoint_every, self.eval_every, self.training_steps)
+        self.check_run_flags(self.eval_every, self.training_steps)
 
     @property
     def steps_per_round(self) -> int:
@@ -467,8 +465,10 @@ class PPO:
         return key, returns, finished
 
 
-def make_agent(cfg: PPOConfig, env, env_params) -> PPO:
-    """Networks and optimizers from the config: the one place the architecture is chosen."""
+def make_agent(cfg: PPOConfig, env, env_params, values=None) -> PPO:
+    """Networks and optimizers from the config (with a sweep config's ``values`` in place of its
+    fields inside the compiled run): the one place the architecture is chosen."""
+    cfg = with_values(cfg, values or {})
     observation_shape = env.observation_space(env_params).shape
     action_space = env.action_space(env_params)
     discrete = isinstance(action_space, spaces.Discrete)
@@ -525,7 +525,7 @@ def train_periods(agent: PPO, carry, first_period, num_periods: int, progress=No
         key, returns, finished = agent.evaluate(key, state, eval_steps)
         eval_return = mean_finished(returns, finished)
         if progress is not None:
-            progress.report(index, eval_return)
+            progress.report(index, eval_return, transitions.metrics)
         metrics = with_evaluation(transitions.metrics, returns, finished)
         return (key, state), (metrics, eval_return)
 
@@ -536,62 +536,60 @@ def train_periods(agent: PPO, carry, first_period, num_periods: int, progress=No
 
 
 def evaluate_saved_run(cfg: PPOConfig) -> None:
-    """``--load``: rebuild the saved run's agent, restore every seed's parameters and evaluate
-    each seed again on --eval-episodes fresh episodes."""
-    try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
+    """``--load``: rebuild the saved run's agent, restore every run's parameters (each seed, or
+    each config and seed of a sweep) and evaluate each again on --eval-episodes fresh episodes."""
+    with results.user_errors():  # a wrong folder, a damaged file, a flag that does not apply
         results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
         saved_cfg, checkpoint = results.read_run(
             cfg.load, SCRIPT, PPOConfig, eval_episodes=cfg.eval_episodes
         )
         env, env_params = make(saved_cfg.env_id)
         agent = make_agent(saved_cfg, env, env_params)
-        keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+        sweep = parse_sweep(saved_cfg)
+        _, keys, _ = sweep.inputs(cfg.seed)
         _, states = jax.vmap(agent.init)(keys)
         states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
     eval_steps = evaluation_steps(env_params)
     _, returns, finished = jax.jit(
         jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
     )(keys, states)
-    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished)
+    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished, sweep)
 
 
 def main() -> None:
     cfg = tyro.cli(PPOConfig)
     if cfg.load is not None:
-        evaluate_saved_run(cfg)
-        return
-    try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        return evaluate_saved_run(cfg)
+    with results.user_errors():  # setup mistakes: one line naming the flag, before compiling
         if resume := cfg.resume:
             results.check_flags_beside("--resume")
             cfg = results.read_config(resume, "--resume", SCRIPT, PPOConfig)
-        check_divides_devices(cfg.num_seeds)
+        sweep = parse_sweep(cfg)
+        check_divides_devices(sweep.num_runs, "--num-seeds x --sweep configs")
         env, env_params = make(cfg.env_id)
-        agent = make_agent(cfg, env, env_params)
+        agent_for = partial(make_agent, cfg, env, env_params)
+        agent_for({})  # the model's own checks (e.g. the observation's shape), before compiling
         name, config = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}", results.config_dict(cfg, SCRIPT)
         run_dir = resume or results.new_run_dir(cfg.output_dir, name, config)
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
             checkpoints.check_resumable()
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every)
-    print(
-        f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}, {cfg.num_seeds} seeds x "
-        f"{cfg.training_steps:,} steps on {jax.local_device_count()} "
-        f"{jax.devices()[0].platform} device(s); compiling...",
-        flush=True,
-    )
-    (_, state), (metrics, eval_return), timing = train_seeds(
-        partial(start, agent), partial(train_periods, agent, progress=progress),
-        seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
+        tracker = open_tracker(
+            cfg.track, run_dir, name, config, sweep.runs(),
+            wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity,
+        )  # fmt: skip
+    progress = Progress(cfg.num_evaluations, sweep.num_runs, cfg.eval_every, tracker=tracker)
+    announce_run(f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}", sweep, cfg.training_steps)
+    (_, _, (_, state)), (metrics, eval_return), timing = train_seeds(
+        *swept(agent_for, start, train_periods, progress), sweep.inputs(cfg.seed),
+        cfg.num_evaluations, checkpoints,
     )  # fmt: skip
     summary = results.write_run(
         run_dir, config, metrics, eval_return, state.params, timing,
-        steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
+        steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every, sweep=sweep,
     )  # fmt: skip
     checkpoints.remove()
+    progress.close()
     if summary["diverged"]:
         raise SystemExit(1)
 

@@ -15,7 +15,7 @@ seen with the episode's own carries. Evaluation acts with the mean action.
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +30,8 @@ from memorax.buffers import make_episode_buffer
 from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, check_env_id, make
-from memorax.experiment import Progress, check_divides_devices, seed_keys, train_seeds
-from memorax.flags import check_checkpoint_every, check_counts, check_finite, check_whole_rounds
+from memorax.experiment import Progress, announce_run, check_divides_devices, train_seeds
+from memorax.flags import RunFlags, check_counts, check_finite, check_whole_rounds
 from memorax.networks import MLP, FeatureExtractor, Network, heads, observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
 from memorax.rollout import (
@@ -42,6 +42,8 @@ from memorax.rollout import (
     greedy_episode_returns,
     mean_finished,
 )
+from memorax.sweep import parse_sweep, swept, with_values
+from memorax.tracking import open_tracker
 
 NUM_CRITICS = 2
 ROUND_FLAGS = "--num-envs x the env steps per round that --utd-ratio sets"
@@ -51,7 +53,8 @@ SCRIPT = "sac_s5"
 
 
 @dataclass(frozen=True)
-class SACConfig:
+class SACConfig(RunFlags):
+    fixed_in_sweep: ClassVar = {"utd_ratio": "it sets how many updates a round makes"}
     env_id: str = "Pendulum-P-v1"
     """Environment id for memorax.environments.make (continuous, bounded actions only)."""
     torso: TorsoName = "s5"
@@ -110,15 +113,6 @@ class SACConfig:
     """Env steps per seed between deterministic evaluations (whole rounds; divides the training)."""
     eval_episodes: int = 32
     """Deterministic (mean-action) episodes per evaluation (one per eval env)."""
-    output_dir: str = "runs"
-    """Folder for results: config, curves, summary, plot and checkpoint of each run."""
-    checkpoint_every: int = 0
-    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
-    a multiple of --eval-every that divides the training steps. Needed for --resume."""
-    load: str | None = None
-    """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
-    resume: str | None = None
-    """A run folder to go on training from its last checkpoint, with its own config."""
 
     def __post_init__(self) -> None:
         check_finite(vars(self))
@@ -144,7 +138,7 @@ class SACConfig:
         )  # fmt: skip
         if not 0.0 < self.gamma <= 1.0 or not 0.0 < self.tau <= 1.0:
             raise ValueError("--gamma and --tau must lie in (0, 1]")
-        check_checkpoint_every(self.checkpoint_every, self.eval_every, self.training_steps)
+        self.check_run_flags(self.eval_every, self.training_steps)
 
     @property
     def updates_per_round(self) -> int:
@@ -473,8 +467,10 @@ class SAC:
         return key, returns, finished
 
 
-def make_agent(cfg: SACConfig, env, env_params) -> SAC:
-    """Networks, optimizers and buffer from the config: the one place they are chosen."""
+def make_agent(cfg: SACConfig, env, env_params, values=None) -> SAC:
+    """Networks, optimizers and buffer from the config (with a sweep config's ``values`` in place
+    of its fields inside the compiled run): the one place they are chosen."""
+    cfg = with_values(cfg, values or {})
     observation_shape = env.observation_space(env_params).shape
     action_space = env.action_space(env_params)
     if not isinstance(action_space, spaces.Box):
@@ -525,7 +521,7 @@ def train_periods(agent: SAC, carry, first_period, num_periods: int, progress=No
         key, returns, finished = agent.evaluate(key, state, eval_steps)
         eval_return = mean_finished(returns, finished)
         if progress is not None:
-            progress.report(index, eval_return)
+            progress.report(index, eval_return, transitions.metrics)
         metrics = with_evaluation(transitions.metrics, returns, finished)
         return (key, state), (metrics, eval_return)
 
@@ -536,36 +532,37 @@ def train_periods(agent: SAC, carry, first_period, num_periods: int, progress=No
 
 
 def evaluate_saved_run(cfg: SACConfig) -> None:
-    """``--load``: evaluate every seed's saved parameters again, on --eval-episodes episodes."""
-    try:  # the user's mistakes (a wrong folder, a damaged file, a flag that does not apply)
+    """``--load``: evaluate every run's saved parameters again (each seed, or each config and seed
+    of a sweep), on --eval-episodes episodes."""
+    with results.user_errors():  # a wrong folder, a damaged file, a flag that does not apply
         results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
         saved_cfg, checkpoint = results.read_run(
             cfg.load, SCRIPT, SACConfig, eval_episodes=cfg.eval_episodes
         )
         env, env_params = make(saved_cfg.env_id)
         agent = make_agent(saved_cfg, env, env_params)
-        keys = seed_keys(cfg.seed, saved_cfg.num_seeds)
+        sweep = parse_sweep(saved_cfg)
+        _, keys, _ = sweep.inputs(cfg.seed)
         _, states = jax.vmap(agent.init)(keys)
         states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
     evaluate = jax.jit(jax.vmap(partial(agent.evaluate, num_steps=evaluation_steps(env_params))))
     _, returns, finished = evaluate(keys, states)
-    results.print_evaluation(f"deterministic evaluation of {cfg.load}", returns, finished)
+    results.print_evaluation(f"deterministic evaluation of {cfg.load}", returns, finished, sweep)
 
 
 def main() -> None:
     cfg = tyro.cli(SACConfig)
     if cfg.load is not None:
-        evaluate_saved_run(cfg)
-        return
-    try:  # the user's setup mistakes: one line naming the flag, before anything compiles
+        return evaluate_saved_run(cfg)
+    with results.user_errors():  # setup mistakes: one line naming the flag, before compiling
         if resume := cfg.resume:
             results.check_flags_beside("--resume")
             cfg = results.read_config(resume, "--resume", SCRIPT, SACConfig)
-        check_divides_devices(cfg.num_seeds)
+        sweep = parse_sweep(cfg)
+        check_divides_devices(sweep.num_runs, "--num-seeds x --sweep configs")
         env, env_params = make(cfg.env_id)
-        agent = make_agent(cfg, env, env_params)
+        agent_for = partial(make_agent, cfg, env, env_params)
+        agent_for({})  # the model's own checks (e.g. the action space), before compiling
         critic = "" if cfg.critic_torso in (None, cfg.torso) else f"-critic-{cfg.critic_torso}"
         config = results.config_dict(cfg, SCRIPT)
         name = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{critic}"
@@ -573,25 +570,26 @@ def main() -> None:
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
             checkpoints.check_resumable()
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
-    progress = Progress(cfg.num_evaluations, cfg.num_seeds, cfg.eval_every, cfg.learning_starts)
-    print(
-        f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}, critics {cfg.critic_torso or cfg.torso}, "
-        f"{cfg.num_seeds} seeds x {cfg.total_timesteps:,} steps on {jax.local_device_count()} "
-        f"{jax.devices()[0].platform} device(s); compiling...",
-        flush=True,
+        tracker = open_tracker(
+            cfg.track, run_dir, name, config, sweep.runs(),
+            wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity,
+        )  # fmt: skip
+    progress = Progress(
+        cfg.num_evaluations, sweep.num_runs, cfg.eval_every, cfg.learning_starts, tracker=tracker
     )
-    (_, state), (metrics, eval_return), timing = train_seeds(
-        partial(start, agent), partial(train_periods, agent, progress=progress),
-        seed_keys(cfg.seed, cfg.num_seeds), cfg.num_evaluations, checkpoints,
+    torsos = f"torso {cfg.torso}, critics {cfg.critic_torso or cfg.torso}"
+    announce_run(f"{SCRIPT}: {cfg.env_id}, {torsos}", sweep, cfg.total_timesteps)
+    (_, _, (_, state)), (metrics, eval_return), timing = train_seeds(
+        *swept(agent_for, start, train_periods, progress), sweep.inputs(cfg.seed),
+        cfg.num_evaluations, checkpoints,
     )  # fmt: skip
     summary = results.write_run(
         run_dir, config, metrics, eval_return, state.params, timing,
         steps_per_round=cfg.steps_per_round, eval_every=cfg.eval_every,
-        first_step=cfg.learning_starts,
+        first_step=cfg.learning_starts, sweep=sweep,
     )  # fmt: skip
     checkpoints.remove()
+    progress.close()
     if summary["diverged"]:
         raise SystemExit(1)
 

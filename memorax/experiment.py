@@ -42,6 +42,16 @@ def check_divides_devices(num_seeds: int, flag: str = "--num-seeds") -> None:
         )
 
 
+def announce_run(what: str, sweep: Any, steps_per_seed: int) -> None:
+    """A script's first line: ``what`` runs, then its configs, seeds, steps and devices."""
+    configs = f"{sweep.num_configs} configs x " if sweep.names else ""
+    print(
+        f"{what}, {configs}{sweep.num_seeds} seeds x {steps_per_seed:,} steps on "
+        f"{jax.local_device_count()} {jax.devices()[0].platform} device(s); compiling...",
+        flush=True,
+    )
+
+
 def _seed_sharding() -> NamedSharding:
     return NamedSharding(Mesh(np.array(jax.local_devices()), ("seeds",)), PartitionSpec("seeds"))
 
@@ -58,10 +68,12 @@ def _seed_sharded(shapes: Any) -> Any:
 
 
 class Progress:
-    """Prints one line per finished chunk of training, once every seed has reported it.
+    """Prints one line per finished chunk of training, once every run has reported it, and hands
+    every report to a ``memorax.tracking`` tracker as it comes, when there is one.
 
-    Called from inside the compiled run through ``jax.debug.callback``; under ``vmap`` each seed
-    calls it separately, and with several devices from several threads.
+    Called from inside the compiled run through ``jax.debug.callback``; under ``vmap`` each run
+    (a seed, or a config and seed of a sweep) calls it separately, and with several devices from
+    several threads.
     """
 
     def __init__(
@@ -71,25 +83,33 @@ class Progress:
         steps_per_chunk: int,
         first_step: int = 0,
         stream=sys.stdout,
+        tracker: Any = None,
     ):
         self.num_chunks = num_chunks
         self.first_step = first_step
         self.num_seeds = num_seeds
         self.steps_per_chunk = steps_per_chunk
         self.stream = stream
+        self.tracker = tracker
         self._reports: dict[int, list[float]] = {}
         self._lock = threading.Lock()
         self._start = time.perf_counter()
+        self._last: float | None = None
+        if tracker is not None:
+            print(f"tracking: {tracker.where}", file=stream, flush=True)
 
-    def __call__(self, chunk: Any, value: Any) -> None:
+    def __call__(self, chunk: Any, value: Any, run: Any = None, metrics: Any = None) -> None:
         chunk = int(chunk)
+        if self.tracker is not None and run is not None:
+            self._track(int(run), chunk, float(value), metrics or {})
         with self._lock:
             reports = self._reports.setdefault(chunk, [])
             reports.append(float(value))
             if len(reports) < self.num_seeds:
                 return
             del self._reports[chunk]
-            elapsed = time.perf_counter() - self._start
+            now = time.perf_counter()
+            elapsed, last, self._last = now - self._start, self._last, now
             values = np.asarray(reports)
             print(
                 f"[{chunk + 1:>4}/{self.num_chunks}] env steps/seed "
@@ -99,10 +119,53 @@ class Progress:
                 file=self.stream,
                 flush=True,
             )
+        if self.tracker is not None and last is not None:  # the first chunk's time has compiling
+            rate = self.num_seeds * self.steps_per_chunk / (now - last)
+            step = self.first_step + (chunk + 1) * self.steps_per_chunk
+            for run in range(self.num_seeds):
+                self.tracker.log(run, step, {"perf/env_steps_per_second": rate})
+
+    def _track(self, run: int, chunk: int, value: float, metrics: dict[str, Any]) -> None:
+        """Log a run's chunk: each round's training metrics at the env step where the round
+        ends (rounds split the chunk evenly), then the greedy evaluation return."""
+        begin = self.first_step + chunk * self.steps_per_chunk
+        rows = {
+            name: np.asarray(values, np.float64).reshape(-1) for name, values in metrics.items()
+        }
+        num_rounds = max((row.size for row in rows.values()), default=0)
+        for k in range(num_rounds):
+            step = begin + (k + 1) * self.steps_per_chunk // num_rounds
+            self.tracker.log(run, step, {f"train/{n}": float(r[k]) for n, r in rows.items()})
+        self.tracker.log(run, begin + self.steps_per_chunk, {"eval/return": value})
 
     def report(self, chunk: jax.Array, value: jax.Array) -> None:
         """Call inside the jitted run: report ``value`` (a scalar) for ``chunk``."""
         jax.debug.callback(self, chunk, value)
+
+    def close(self) -> None:
+        """Finish the tracker's runs, if there is a tracker, once every report has reached it."""
+        if self.tracker is not None:
+            jax.effects_barrier()
+            self.tracker.close()
+
+    def for_run(self, run: jax.Array) -> "RunProgress":
+        """The reporter for run ``run`` (an index inside the compiled run)."""
+        return RunProgress(self, run)
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """``Progress`` for one run: its reports carry the run's index, and, when a tracker is
+    listening, the chunk's training metrics (one value per round)."""
+
+    progress: Progress
+    run: Any
+
+    def report(self, chunk: jax.Array, value: jax.Array, metrics: Any = None) -> None:
+        """Call inside the jitted run: ``value`` (a scalar) for ``chunk``, and ``metrics`` (a
+        dict of [rounds] arrays) when a tracker is listening."""
+        tracked = metrics if self.progress.tracker is not None else None
+        jax.debug.callback(self.progress, chunk, value, self.run, tracked)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """Checks of command-line values that every script's config makes alike, given the values (a
-dict of flag names to values), so a bad value is refused by name before anything compiles."""
+dict of flag names to values), so a bad value is refused by name before anything compiles; and
+the run flags that every script's config shares (``RunFlags``)."""
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal
+
+import tyro
 
 
 def check_finite(values: dict[str, Any]) -> None:
@@ -44,3 +48,45 @@ def check_whole_rounds(num_steps: int, steps_per_round: int, round_flags: str) -
         raise ValueError(
             f"train(num_steps={num_steps}) must be a multiple of {round_flags} = {steps_per_round}"
         )
+
+
+@dataclass(frozen=True)
+class RunFlags:
+    """The flags every script shares that say where a run goes and how it is run, not what it
+    learns: a script's config subclasses this (its own fields follow these in ``--help``) and
+    names in ``fixed_in_sweep`` its float flags that --sweep must refuse, with the reason."""
+
+    fixed_in_sweep: ClassVar[dict[str, str]] = {}
+
+    output_dir: str = "runs"
+    """Folder for results: config, curves, summary, plot and checkpoint of each run."""
+    checkpoint_every: int = 0
+    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
+    a multiple of --eval-every that divides the training steps. Needed for --resume."""
+    load: str | None = None
+    """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
+    resume: str | None = None
+    """A run folder to go on training from its last checkpoint, with its own config."""
+    sweep: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+    """NAME=v1,v2,...: train every value of a float flag in the same compiled call (repeatable;
+    each config trains --num-seeds seeds), e.g. --sweep learning-rate=3e-4,1e-3"""
+    sweep_mode: Literal["grid", "zip"] = "grid"
+    """Configs of several --sweep flags: every combination (grid) or values side by side (zip)."""
+    track: Literal["tensorboard", "wandb"] | None = None
+    """Log metrics live, one tracker run per config and seed: TensorBoard files in the run
+    folder, or Weights & Biases (WANDB_MODE=offline logs without network)."""
+    wandb_project: str = "memorax"
+    """W&B project for --track wandb."""
+    wandb_entity: str | None = None
+    """W&B entity (user or team) for --track wandb."""
+
+    def check_run_flags(self, eval_every: int, training_steps: int) -> None:
+        """A ValueError naming the flag: --checkpoint-every against the script's evaluation
+        period and training steps, every --sweep config (``memorax.sweep``), and --track's
+        package (``memorax.tracking``)."""
+        from memorax.sweep import parse_sweep
+        from memorax.tracking import check_tracker
+
+        check_checkpoint_every(self.checkpoint_every, eval_every, training_steps)
+        parse_sweep(self)
+        check_tracker(self.track)

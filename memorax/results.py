@@ -4,6 +4,7 @@ Every file is written to a temporary name in the same folder and renamed into pl
 interrupted run never leaves a half-written file behind.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -169,27 +170,37 @@ def write_run(
     steps_per_round: int,
     eval_every: int,
     first_step: int = 0,
+    sweep: Any = None,
 ) -> dict[str, Any]:
-    """Report a finished multi-seed run, write everything it leaves behind in ``run_dir``
-    (from ``new_run_dir``) and return its summary.
+    """Report a finished run of many seeds (or a sweep: many configs x seeds), write everything
+    it leaves behind in ``run_dir`` (from ``new_run_dir``) and return its summary.
 
-    config.json (``config`` from ``config_dict``), curves.npz (per-seed arrays [seeds, points]:
-    every metric per round, the greedy evaluation return, and their env-step axes),
-    learning_curve.png, checkpoint.msgpack (the parameters of every seed) and, last, so that its
-    presence means the run is complete, summary.json (final greedy-evaluation IQM across seeds
-    with a bootstrap interval, the timing, the checkpoint's SHA-256 and the diverged seeds).
-    ``metrics`` leaves are [seeds, rounds], among them ``finite`` (``memorax.divergence``: False
-    from the round where a seed's losses, parameters or evaluation first held NaN or inf);
-    ``eval_returns`` [seeds, evaluations]; a round is ``steps_per_round`` env steps per seed, an
+    config.json (``config`` from ``config_dict``), curves.npz (per-run arrays [runs, points]:
+    every metric per round, the greedy evaluation return, and their env-step axes; ``config``
+    and ``seed`` say which run a row is), results.csv (the same in long format, for pandas and
+    rliable: ``memorax.tables``), learning_curve.png, checkpoint.msgpack (the parameters of
+    every run) and, last, so that its presence means the run is complete, summary.json (final
+    greedy-evaluation IQM across seeds with a bootstrap interval, per config in a sweep with the
+    best one named, the timing, the checkpoint's SHA-256 and the diverged runs).
+    ``metrics`` leaves are [runs, rounds], among them ``finite`` (``memorax.divergence``: False
+    from the round where a run's losses, parameters or evaluation first held NaN or inf);
+    ``eval_returns`` [runs, evaluations]; a round is ``steps_per_round`` env steps per seed, an
     evaluation follows every ``eval_every``; ``timing`` is ``memorax.experiment.Timing``.
     ``first_step`` is where training begins on the env-step axis (after an off-policy warmup).
-    A diverged seed is named with its round, left out of the IQM (its return is NaN in the
-    summary) and marks the summary ``diverged``; the other seeds' results are written as usual.
+    ``sweep`` (``memorax.sweep.Sweep``; None: one config, a run per seed) says which config and
+    seed each run is. A diverged run is named with its round, left out of the IQM (its return
+    is NaN in the summary) and marks the summary ``diverged``; the others are written as usual.
     """
+    from memorax.tables import write_long_csv
+
     eval_returns = np.asarray(eval_returns)
-    num_seeds, num_evaluations = eval_returns.shape
+    num_runs, num_evaluations = eval_returns.shape
+    runs = (
+        sweep.runs() if sweep is not None else [{"config": 0, "seed": j} for j in range(num_runs)]
+    )
+    num_configs = 1 + max(run["config"] for run in runs)
     num_rounds = num_evaluations * eval_every // steps_per_round
-    total_steps = num_seeds * (first_step + num_evaluations * eval_every)
+    total_steps = num_runs * (first_step + num_evaluations * eval_every)
     steps_per_second = total_steps / timing.run_seconds
     print(
         f"compiled in {timing.compile_seconds:.1f} s; ran {total_steps:,} env steps in "
@@ -198,11 +209,14 @@ def write_run(
     )
     round_steps = first_step + steps_per_round * np.arange(1, num_rounds + 1)
     eval_steps = first_step + eval_every * np.arange(1, num_evaluations + 1)
+    configs = np.array([run["config"] for run in runs])
     curves = {
         **{key: np.asarray(value) for key, value in metrics.items()},
-        "round_env_steps": np.broadcast_to(round_steps, (num_seeds, num_rounds)),
+        "round_env_steps": np.broadcast_to(round_steps, (num_runs, num_rounds)),
         "eval_return": eval_returns,
-        "eval_env_steps": np.broadcast_to(eval_steps, (num_seeds, num_evaluations)),
+        "eval_env_steps": np.broadcast_to(eval_steps, (num_runs, num_evaluations)),
+        "config": configs,
+        "seed": np.array([run["seed"] for run in runs]),
     }
     diverged = first_nonfinite(metrics["finite"])
     final_returns = eval_returns[:, -1].astype(np.float64)
@@ -210,37 +224,84 @@ def write_run(
     run_dir = Path(run_dir)
     write_json(run_dir / "config.json", config)
     write_curves(run_dir / "curves.npz", curves)
-    title = f"{run_dir.name} ({num_seeds} seeds, greedy evaluation)"
-    plot_learning_curves(
-        run_dir / "learning_curve.png", eval_steps, eval_returns, title, "greedy evaluation return"
+    write_long_csv(
+        run_dir / "results.csv", run_dir.name, runs, round_steps, metrics, eval_steps, eval_returns
     )
+    per_config = []
+    for i in range(num_configs):
+        returns = final_returns[configs == i]
+        values = sweep.configs[i] if sweep is not None else {}
+        per_config.append(
+            {"config": i, "values": values, **summarise(returns[np.isfinite(returns)])}
+        )
+        per_config[-1]["final_eval_return_per_seed"] = returns.tolist()
+    best = max(
+        range(num_configs),
+        key=lambda i: np.nan_to_num(per_config[i]["final_eval_return_iqm"], nan=-np.inf),
+    )
+    _plot_run(run_dir, eval_steps, eval_returns, configs, sweep)
     summary = {
-        **summarise(final_returns[np.isfinite(final_returns)]),
-        "final_eval_return_per_seed": final_returns.tolist(),
+        **{
+            key: value for key, value in per_config[best].items() if key not in ("config", "values")
+        },
         "diverged": bool(diverged),
-        "diverged_seeds": {seed: int(round_steps[r]) for seed, r in diverged.items()},
+        "diverged_seeds": {run: int(round_steps[r]) for run, r in diverged.items()},
         "script": config.get("script"),
         "checkpoint_sha256": save_checkpoint(run_dir / "checkpoint.msgpack", params),
         "compile_seconds": timing.compile_seconds,
         "run_seconds": timing.run_seconds,
         "env_steps_per_second": steps_per_second,
     }
+    if sweep is not None and sweep.names:
+        summary = {"configs": per_config, "best_config": best, **summary}
     write_json(run_dir / "summary.json", summary)
-    for seed, env_steps in summary["diverged_seeds"].items():
+    for run, env_steps in summary["diverged_seeds"].items():
         print(
-            f"DIVERGED: seed {seed} from the round ending at env step {env_steps:,}: NaN or inf "
-            "in its losses, parameters or evaluation; left out of the IQM",
+            f"DIVERGED: {_run_name(runs[run], sweep)} from the round ending at env step "
+            f"{env_steps:,}: NaN or inf in its losses, parameters or evaluation; left out of the "
+            "IQM",
             flush=True,
         )
-    low, high = summary["final_eval_return_iqm_ci"]
-    print(
-        f"final greedy evaluation: IQM {summary['final_eval_return_iqm']:.2f} "
-        f"[{low:.2f}, {high:.2f}] ({summary['confidence']:.0%} bootstrap CI over "
-        f"{summary['num_seeds']} seeds); per seed {np.round(final_returns, 2).tolist()}"
-        f"{'; the run DIVERGED' if diverged else ''}\nresults in {run_dir}",
-        flush=True,
-    )
+    for row in per_config:
+        low, high = row["final_eval_return_iqm_ci"]
+        label = (
+            f" of config {row['config']} ({sweep.label(row['config'])})"
+            if "configs" in summary
+            else ""
+        )
+        print(
+            f"final greedy evaluation{label}: IQM {row['final_eval_return_iqm']:.2f} "
+            f"[{low:.2f}, {high:.2f}] ({row['confidence']:.0%} bootstrap CI over "
+            f"{row['num_seeds']} seeds); per seed "
+            f"{np.round(row['final_eval_return_per_seed'], 2).tolist()}",
+            flush=True,
+        )
+    if "configs" in summary:
+        print(f"best: config {best} ({sweep.label(best)})", flush=True)
+    print(f"{'the run DIVERGED; ' if diverged else ''}results in {run_dir}", flush=True)
     return summary
+
+
+def _run_name(run: dict[str, Any], sweep: Any) -> str:
+    if sweep is None or not sweep.names:
+        return f"seed {run['seed']}"
+    return f"config {run['config']} ({sweep.label(run['config'])}), seed {run['seed']}"
+
+
+def _plot_run(run_dir: Path, eval_steps, eval_returns, configs, sweep) -> None:
+    """learning_curve.png: each seed and their mean; in a sweep, a line per config (IQM across
+    its seeds with a bootstrap band)."""
+    title = f"{run_dir.name} ({int(np.sum(configs == 0))} seeds, greedy evaluation)"
+    path, label = run_dir / "learning_curve.png", "greedy evaluation return"
+    if sweep is None or not sweep.names:
+        plot_learning_curves(path, eval_steps, eval_returns, title, label)
+        return
+    from memorax.plot import plot_lines
+
+    lines = [
+        (sweep.label(i), eval_steps, eval_returns[configs == i]) for i in range(sweep.num_configs)
+    ]
+    plot_lines(path, lines, title, label)
 
 
 def read_config(
@@ -267,7 +328,18 @@ def read_config(
             f"{where}: its config.json has {', '.join(map(repr, unknown))}, which this "
             f"{script} does not know (written by another version of it)"
         )
+    saved = {key: tuple(v) if isinstance(v, list) else v for key, v in saved.items()}  # JSON
     return config_class(**{**saved, **overrides})
+
+
+@contextlib.contextmanager
+def user_errors():
+    """A script's setup: a ValueError (a user's mistake, which names the flag and the fix)
+    leaves as ``error: <message>`` on one line and exit status 1, without a traceback."""
+    try:
+        yield
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def read_run(run_dir: str | Path, script: str, config_class: type, **overrides: Any):
@@ -302,9 +374,17 @@ def check_flags_beside(flag: str, allowed: tuple[str, ...] = (), argv: list[str]
             )
 
 
-def print_evaluation(title: str, returns: Any, finished: Any) -> np.ndarray:
-    """Print and return each seed's mean return over its finished episodes (NaN where none
-    finished), from ``returns`` and ``finished`` [seeds, episodes]."""
-    per_seed = np.asarray(jax.vmap(mean_finished)(returns, finished), np.float64)
-    print(f"{title}: per-seed return {np.round(per_seed, 2).tolist()}", flush=True)
-    return per_seed
+def print_evaluation(title: str, returns: Any, finished: Any, sweep: Any = None) -> np.ndarray:
+    """Print and return each run's mean return over its finished episodes (NaN where none
+    finished), from ``returns`` and ``finished`` [runs, episodes]: one line of seeds, or one per
+    config of a ``memorax.sweep.Sweep`` with swept values."""
+    per_run = np.asarray(jax.vmap(mean_finished)(returns, finished), np.float64)
+    if sweep is None or not sweep.names:
+        print(f"{title}: per-seed return {np.round(per_run, 2).tolist()}", flush=True)
+        return per_run
+    for i, row in enumerate(per_run.reshape(sweep.num_configs, sweep.num_seeds)):
+        print(
+            f"{title}, config {i} ({sweep.label(i)}): per-seed return {np.round(row, 2).tolist()}",
+            flush=True,
+        )
+    return per_run

@@ -293,7 +293,7 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
     run_dir = stopped_and_resumed("ppo_rnn", flags, "64", tmp_path, signal.SIGINT)
     names = {path.name for path in run_dir.iterdir()}
     assert names == {"config.json", "curves.npz", "summary.json", "learning_curve.png",
-                     "checkpoint.msgpack"}  # fmt: skip
+                     "checkpoint.msgpack", "results.csv"}  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())
     per_seed = summary["final_eval_return_per_seed"]
     assert len(per_seed) == 2 and not summary["diverged"]

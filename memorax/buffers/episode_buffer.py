@@ -421,9 +421,10 @@ def make_prioritised_episode_buffer(
 
     ``set_priorities`` stores a NaN or infinite priority as ``max_priority`` and sets the sticky
     ``state.nonfinite_priority`` flag (fold it into a divergence check); sampling stays exact for
-    priorities up to float32's largest, whatever the exponent.
+    priorities up to float32's largest, whatever the exponent. ``priority_exponent`` may be an
+    array traced in a compiled sweep; only a number is checked here.
     """
-    if priority_exponent < 0:
+    if isinstance(priority_exponent, int | float) and priority_exponent < 0:
         raise ValueError(
             f"priority_exponent ({priority_exponent}) must be >= 0 (0 = uniform, 1 = proportional)"
         )
@@ -434,7 +435,7 @@ def make_prioritised_episode_buffer(
         sample_sequence_length,
         add_batch_size,
         sequence_starts,
-        priority_exponent=float(priority_exponent),
+        priority_exponent=priority_exponent,
     )
 
 
