@@ -68,8 +68,8 @@ class RunFlags:
     resume: str | None = None
     """A run folder to go on training from its last checkpoint, with its own config."""
     sweep: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
-    """NAME=v1,v2,...: train every value of a float flag in the same compiled call (repeatable;
-    each config trains --num-seeds seeds), e.g. --sweep learning-rate=3e-4,1e-3"""
+    """NAME=v1,v2,...: train every value of a float flag in the same compiled call, each config
+    --num-seeds seeds, e.g. --sweep learning-rate=3e-4,1e-3 --sweep gamma=0.9,0.99"""
     sweep_mode: Literal["grid", "zip"] = "grid"
     """Configs of several --sweep flags: every combination (grid) or values side by side (zip)."""
     track: Literal["tensorboard", "wandb"] | None = None
