@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import time
 from functools import partial
 from pathlib import Path
 
@@ -40,6 +41,15 @@ SWEEPS = {
     "dqn_mamba": {"learning_rate": (3e-3, 1e-2), "epsilon_end": (0.2, 0.5)},
     "sac_s5": {"critic_lr": (3e-3, 1e-2), "tau": (0.01, 0.05)},
 }
+
+
+def table_runs(swept_values: dict) -> list[dict]:
+    """Sweep.runs() of a 2-config zip sweep of ``swept_values``, 2 seeds, written out."""
+    return [
+        {"config": i, **{n: v[i] for n, v in swept_values.items()}, "seed": j}
+        for i in range(2)
+        for j in range(2)
+    ]
 
 
 def flags(values: dict) -> list[str]:
@@ -123,6 +133,19 @@ def test_every_float_flag_that_sweep_accepts_traces_through_the_whole_run(name):
     assert eval_return.shape == (sweep.num_runs, 1)
 
 
+class RecordingTracker:
+    """Stands in for memorax.tracking's trackers: keeps every log with the time it came."""
+
+    def __init__(self, runs):
+        self.runs, self.logs, self.where, self.closed = runs, [], "recording", False
+
+    def log(self, run, step, values):
+        self.logs.append((time.perf_counter(), run, step, dict(values)))
+
+    def close(self):
+        self.closed = True
+
+
 def _tree(path: Path):
     return flax.serialization.msgpack_restore(path.read_bytes())
 
@@ -139,6 +162,18 @@ def test_config_i_seed_j_of_a_sweep_equals_the_plain_run(name, tmp_path, monkeyp
     args = flags(TINY[name]) + ["--sweep-mode", "zip", "--output-dir", str(tmp_path / "sweep")]
     for spec in specs:
         args += ["--sweep", spec]
+    trackers, trained = [], []
+    if name == "ppo_rnn":  # --track: what the tracker gets, and when (CI time: one script)
+        args += ["--track", "tensorboard"]
+        monkeypatch.setattr(
+            ppo_rnn,
+            "open_tracker",
+            lambda track, run_dir, name, config, runs, **_: (
+                None if track is None else trackers.append(RecordingTracker(runs)) or trackers[-1]
+            ),
+        )
+        monkeypatch.setattr(ppo_rnn, "train_seeds", lambda *a, train_seeds=ppo_rnn.train_seeds:
+                            (train_seeds(*a), trained.append(time.perf_counter()))[0])  # fmt: skip
     code, out, err = main_in_process(name, args, monkeypatch, capsys)
     assert code in (0, None), err[-3000:]
     (sweep_dir,) = (tmp_path / "sweep").iterdir()
@@ -182,6 +217,20 @@ def test_config_i_seed_j_of_a_sweep_equals_the_plain_run(name, tmp_path, monkeyp
         np.testing.assert_allclose(final.value, curves["eval_return"][:, -1], rtol=1e-6)
     if name != "ppo_rnn":
         return  # CI time: --load of a sweep is the same code in every script
+    (tracker,) = trackers
+    assert tracker.closed and tracker.runs == table_runs(swept_values)
+    with np.load(sweep_dir / "curves.npz") as curves:
+        for run in range(4):
+            logs = [log for log in tracker.logs if log[1] == run]
+            # Live: every evaluation and round reached the tracker before the compiled call
+            # returned, from inside it, not from the results afterwards.
+            assert logs and all(when < trained[0] for when, *_ in logs)
+            evals = [(step, v["eval/return"]) for _, _, step, v in logs if "eval/return" in v]
+            np.testing.assert_array_equal([s for s, _ in evals], curves["eval_env_steps"][run])
+            np.testing.assert_allclose([v for _, v in evals], curves["eval_return"][run])
+            rounds = [(step, v["train/loss"]) for _, _, step, v in logs if "train/loss" in v]
+            np.testing.assert_array_equal([s for s, _ in rounds], curves["round_env_steps"][run])
+            np.testing.assert_allclose([v for _, v in rounds], curves["loss"][run], rtol=1e-6)
     code, out, err = main_in_process(name, ["--load", str(sweep_dir)], monkeypatch, capsys)
     assert code in (0, None), err[-3000:]
     assert out.count(f"evaluation of {sweep_dir}, config ") == 2
