@@ -2,8 +2,9 @@
 compile-and-time, and progress lines from inside the compiled run.
 
 A script writes its own one-seed ``run(key) -> outputs`` and hands it to ``run_seeds`` (as one
-hands a function to ``jax.jit``), which vmaps it over seeds, shards the seed axis over the local
-devices, compiles it once and runs it. Nothing here knows what an agent is.
+hands a function to ``jax.jit``), which vmaps it over seeds (or, with one seed per device, runs
+it as it is on each), shards the seed axis over the local devices, compiles it once and runs it.
+Nothing here knows what an agent is.
 """
 
 import concurrent.futures
@@ -54,6 +55,31 @@ def announce_run(what: str, sweep: Any, steps_per_seed: int) -> None:
 
 def _seed_sharding() -> NamedSharding:
     return NamedSharding(Mesh(np.array(jax.local_devices()), ("seeds",)), PartitionSpec("seeds"))
+
+
+def _over_runs(function: Callable[..., Any], num_runs: int) -> Callable[..., Any]:
+    """``function(run, *rest)`` of one run mapped over the leading run axis of its first
+    argument (``rest`` passed whole to every run), for ``jax.jit`` over runs placed by
+    ``shard_seeds``. With one run per device it is ``function`` itself on each device
+    (``shard_map``), compiled without the batch dimension that ``vmap`` adds even to a single
+    run; otherwise ``vmap``."""
+    if num_runs != jax.local_device_count():
+        return lambda runs, *rest: jax.vmap(lambda run: function(run, *rest))(runs)
+    mesh = Mesh(np.array(jax.local_devices()), ("seeds",))
+
+    def one_run(runs, *rest):
+        outputs = function(jax.tree.map(lambda x: x[0], runs), *rest)
+        return jax.tree.map(lambda x: x[None], outputs)
+
+    def on_devices(runs, *rest):
+        in_specs = (PartitionSpec("seeds"), *(PartitionSpec() for _ in rest))
+        mapped = jax.shard_map(  # each device's run is its own: no cross-device checks
+            one_run, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec("seeds"),
+            check_vma=False,
+        )  # fmt: skip
+        return mapped(runs, *rest)
+
+    return on_devices
 
 
 def shard_seeds(tree: Any) -> Any:
@@ -240,10 +266,12 @@ def _timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
 
 
 def run_seeds(run: Callable[[jax.Array], Any], keys: jax.Array) -> tuple[Any, Timing]:
-    """Compile ``vmap(run)`` once for all seeds, sharded over devices, run it and time both. The
-    main thread waits in short sleeps, so a signal handler can act while it runs."""
+    """Compile ``vmap(run)`` once for all seeds (``run`` itself with one seed per device),
+    sharded over devices, run it and time both. The main thread waits in short sleeps, so a
+    signal handler can act while it runs."""
     keys = shard_seeds(keys)
-    compiled, compile_seconds = _timed(jax.jit(jax.vmap(run)).lower(keys).compile)
+    num_runs = len(jax.tree.leaves(keys)[0])
+    compiled, compile_seconds = _timed(jax.jit(_over_runs(run, num_runs)).lower(keys).compile)
     outputs, run_seconds = _timed(compiled, keys)
     return outputs, Timing(compile_seconds=compile_seconds, run_seconds=run_seconds)
 
@@ -275,12 +303,13 @@ def train_seeds(
         resuming = checkpoints.has_state()
         every = checkpoints.every
         seeds = _seed_sharding()  # segments hand their carry on: keep it where it was
+        num_runs = len(jax.tree.leaves(keys)[0])
         segment = jax.jit(
-            jax.vmap(lambda carry, first: train(carry, first, every), in_axes=(0, None)),
+            _over_runs(lambda carry, first: train(carry, first, every), num_runs),
             out_shardings=seeds,
         )
         start_time = time.perf_counter()
-        lowered_start = jax.jit(jax.vmap(start), out_shardings=seeds).lower(keys)
+        lowered_start = jax.jit(_over_runs(start, num_runs), out_shardings=seeds).lower(keys)
         carry_shape = _seed_sharded(lowered_start.out_info)
         lowered = segment.lower(carry_shape, np.int32(0))
         compile_seconds = time.perf_counter() - start_time
