@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from memorax.networks import LRUCell, MambaCell, Memoroid, S5Cell, SequenceModel
-from memorax.networks.sequence_models import LRU, S5, Mamba
+from memorax.networks.sequence_models import LRU, S5, Mamba, MambaLayer
 from memorax.networks.sequence_models.s5 import hippo_n_eigen
 from tests import sequence_contract as contract
 
@@ -27,6 +27,10 @@ MEMOROID_TORSOS = {
     "lru_cell": contract.Compiled(Memoroid(LRUCell(features=FEATURES, state_dim=8))),
     "s5_cell": contract.Compiled(Memoroid(S5Cell(features=FEATURES, state_dim=8))),
     "mamba_cell": contract.Compiled(Memoroid(MambaCell(features=8, state_dim=4))),
+    # The chunked selective scan (the torso's default); chunks of 5 do not divide T = 12.
+    "mamba_chunked": contract.Compiled(
+        MambaLayer(MambaCell(features=8, state_dim=4), chunk_size=5)
+    ),
     "lru_2_layers": contract.Compiled(LRU(hidden_dim=8, state_dim=8, num_layers=2)),
     "s5_2_layers": contract.Compiled(S5(hidden_dim=8, state_dim=8, num_layers=2)),
     "mamba_2_layers": contract.Compiled(Mamba(hidden_dim=8, state_dim=4, num_layers=2)),
@@ -143,8 +147,9 @@ def _mamba_reference(p, x, reset, state, window, state_dim: int, rank: int):
     return (state, window), jnp.stack(outputs, axis=1)
 
 
-def test_mamba_scan_matches_recurrence():
-    model = MEMOROID_TORSOS["mamba_cell"]
+@pytest.mark.parametrize("name", ["mamba_cell", "mamba_chunked"])
+def test_mamba_scan_matches_recurrence(name):
+    model = MEMOROID_TORSOS[name]
     x, reset = _reference_inputs(FEATURES)
     params = contract.init_params(model, x, reset)
     carry = contract.warm_carry(model, params, 3, FEATURES)
@@ -155,6 +160,42 @@ def test_mamba_scan_matches_recurrence():
     actual_carry, y = model.apply(params, x, reset, carry)
     np.testing.assert_allclose(y, expected, atol=1e-5)
     assert contract.max_abs_diff(actual_carry, expected_carry) <= 1e-5
+
+
+def test_mamba_chunked_gradient_equals_autodiff_of_the_associative_scan():
+    """The chunked scan's hand-written backward pass against jax's autodiff of the associative
+    form, from a warm carry through resets, with chunks that do not divide T; every parameter,
+    the input and the incoming carry."""
+    cell = MambaCell(features=8, state_dim=4)
+    chunked, associative = MambaLayer(cell, chunk_size=4), MambaLayer(cell, scan="associative")
+    x, reset = _reference_inputs(FEATURES)
+    params = contract.init_params(associative, x, reset)
+    carry = contract.warm_carry(associative, params, 3, FEATURES)
+    weights = jax.random.normal(jax.random.key(16), (3, 12, 8))
+
+    def loss(model):
+        def value(params, x, carry):
+            new_carry, y = model.apply(params, x, reset, carry)
+            return jnp.sum(weights * y) + jnp.sum(new_carry[0] ** 2)
+
+        return jax.jit(jax.grad(value, argnums=(0, 1, 2)))(params, x, carry)
+
+    expected, actual = loss(associative), loss(chunked)
+    for path, want in jax.tree_util.tree_leaves_with_path(expected):
+        got = jax.tree_util.tree_flatten_with_path(actual)[0]
+        got = dict(got)[path]
+        scale = float(jnp.max(jnp.abs(want)))
+        assert scale > 0.0, path  # every gradient is exercised
+        np.testing.assert_allclose(got, want, atol=1e-5 * max(scale, 1.0), err_msg=str(path))
+
+
+def test_mamba_scan_flag_is_checked():
+    with pytest.raises(ValueError, match="scan must be 'chunked' or 'associative'"):
+        contract.init_params(
+            MambaLayer(MambaCell(features=8), scan="parallel"),
+            jnp.ones((1, 2, 8)),
+            jnp.zeros((1, 2), bool),
+        )
 
 
 def test_mamba_conv_window_is_cleared_on_reset():
@@ -236,8 +277,13 @@ def check_long_sequence(model: nn.Module, features: int) -> None:
         LRUCell(features=FEATURES, state_dim=8, r_min=0.99, r_max=0.9999),  # long memory
         S5Cell(features=FEATURES, state_dim=8),
         MambaCell(features=8, state_dim=4),
+        "mamba_chunked",
     ],
-    ids=["lru", "s5", "mamba"],
+    ids=["lru", "s5", "mamba", "mamba_chunked"],
 )
 def test_long_sequence(cell):
-    check_long_sequence(Memoroid(cell), FEATURES)
+    if cell == "mamba_chunked":
+        model = MambaLayer(MambaCell(features=8, state_dim=4), chunk_size=64)
+    else:
+        model = Memoroid(cell)
+    check_long_sequence(model, FEATURES)

@@ -11,7 +11,7 @@ from memorax.networks.sequence_models.base import (
 )
 from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.lru import LRU, LRUCell
-from memorax.networks.sequence_models.mamba import Mamba, MambaCell
+from memorax.networks.sequence_models.mamba import Mamba, MambaCell, MambaLayer
 from memorax.networks.sequence_models.memoroid import (
     LinearRecurrenceCell,
     Memoroid,
@@ -30,6 +30,7 @@ __all__ = [
     "LinearRecurrenceCell",
     "Mamba",
     "MambaCell",
+    "MambaLayer",
     "Memoroid",
     "MemoroidCell",
     "MemoroidTorso",
