@@ -5,11 +5,12 @@ jit, vmap and grad work. A new torso joins by being added to a registry below.""
 import pytest
 
 from tests import sequence_contract as contract
+from tests.test_mamba2 import MAMBA2_TORSOS
 from tests.test_memoroid import MEMOROID_TORSOS
 from tests.test_self_attention import ATTENTION_TORSOS
 from tests.test_sequence_models import RNN_TORSOS
 
-TORSOS = {**RNN_TORSOS, **MEMOROID_TORSOS, **ATTENTION_TORSOS}
+TORSOS = {**RNN_TORSOS, **MEMOROID_TORSOS, **MAMBA2_TORSOS, **ATTENTION_TORSOS}
 STATELESS = {"wrapped_mlp"}
 
 

@@ -1,5 +1,6 @@
 """Torsos by name: what a script's ``--torso`` flag selects, so swapping memory needs no code."""
 
+import math
 from typing import Literal
 
 import flax.linen as nn
@@ -9,9 +10,10 @@ from memorax.networks.sequence_models.base import SequenceModelWrapper
 from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.rnn import RNN
 
-TorsoName = Literal["gru", "lstm", "lru", "s5", "mamba", "attention", "mlp"]
+TorsoName = Literal["gru", "lstm", "lru", "s5", "mamba", "mamba2", "attention", "mlp"]
 TORSO_NAMES: tuple[str, ...] = TorsoName.__args__
 ATTENTION_HEADS = 4
+MAMBA2_EXPAND, MAMBA2_HEAD_DIM = 2, 32  # Mamba2's defaults: channels = expand * hidden_size
 
 
 def check_torso(name: str, hidden_size: int, num_layers: int, flag: str = "--torso") -> None:
@@ -27,6 +29,12 @@ def check_torso(name: str, hidden_size: int, num_layers: int, flag: str = "--tor
             f"--hidden-size ({hidden_size}) must be divisible by the {ATTENTION_HEADS} attention "
             f"heads of --torso attention; use a multiple of {ATTENTION_HEADS}"
         )
+    if name == "mamba2" and (MAMBA2_EXPAND * hidden_size) % MAMBA2_HEAD_DIM:
+        multiple = MAMBA2_HEAD_DIM // math.gcd(MAMBA2_HEAD_DIM, MAMBA2_EXPAND)
+        raise ValueError(
+            f"--hidden-size ({hidden_size}) times the expansion {MAMBA2_EXPAND} of --torso mamba2 "
+            f"must be divisible by its head size {MAMBA2_HEAD_DIM}; use a multiple of {multiple}"
+        )
 
 
 def make_torso(
@@ -35,7 +43,7 @@ def make_torso(
     """The torso called ``name``, ``hidden_size`` wide and ``num_layers`` deep.
 
     GRU is ``FusedGRUCell`` (flax's GRU equations, faster) and LSTM ``nn.OptimizedLSTMCell``;
-    recurrent cells stack as plain layers; the parallel models (LRU, S5, Mamba) stack with
+    recurrent cells stack as plain layers; the parallel models (LRU, S5, Mamba, Mamba-2) stack with
     residual connections and pre-normalisation; attention is a GPT-style stack of pre-norm
     residual self-attention and feed-forward blocks over the last ``context_length`` steps.
     ``mlp`` is the memoryless control: the same width and depth with no carry at all.
@@ -62,8 +70,15 @@ def make_torso(
             blocks.append(Residual(PreNorm(attention)))
             blocks.append(Residual(PreNorm(FFN(hidden_dim=2 * hidden_size))))
         return Stack(blocks=blocks)
-    from memorax.networks.sequence_models import LRU, S5, Mamba
+    from memorax.networks.sequence_models import LRU, S5, Mamba, Mamba2
 
+    if name == "mamba2":
+        return Mamba2(
+            hidden_dim=hidden_size,
+            num_layers=num_layers,
+            head_dim=MAMBA2_HEAD_DIM,
+            expand=MAMBA2_EXPAND,
+        )
     if name == "lru":
         return LRU(hidden_dim=hidden_size, num_layers=num_layers)
     if name == "s5":

@@ -12,6 +12,7 @@ from memorax.networks.sequence_models.base import (
 from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.lru import LRU, LRUCell
 from memorax.networks.sequence_models.mamba import Mamba, MambaCell, MambaLayer
+from memorax.networks.sequence_models.mamba2 import Mamba2, Mamba2Layer
 from memorax.networks.sequence_models.memoroid import (
     LinearRecurrenceCell,
     Memoroid,
@@ -30,6 +31,8 @@ __all__ = [
     "LinearRecurrenceCell",
     "Mamba",
     "MambaCell",
+    "Mamba2",
+    "Mamba2Layer",
     "MambaLayer",
     "Memoroid",
     "MemoroidCell",

@@ -29,6 +29,32 @@ from memorax.networks.sequence_models.memoroid import (
 )
 
 
+def causal_conv(
+    u: jax.Array, reset: jax.Array, window: jax.Array, weight: jax.Array, bias: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Depthwise causal convolution of u: [B, T, E] with weight [K, E] that reads no input from
+    an earlier episode; ``window`` [B, K - 1, E] holds the inputs before u. Also returns the
+    window the next call starts from."""
+    kernel = weight.shape[0]
+    length, width = u.shape[1], kernel - 1
+    padded = jnp.concatenate([window, u], axis=1)  # [B, K - 1 + T, E]
+    # The window's inputs share episode 0 with the steps before the first reset.
+    episode = jnp.concatenate(
+        [jnp.zeros((u.shape[0], width), jnp.int32), jnp.cumsum(reset, axis=1, dtype=jnp.int32)],
+        axis=1,
+    )  # [B, K - 1 + T]
+    output = bias
+    for tap in range(kernel):  # tap k reads the input (K - 1 - k) steps back
+        same = episode[:, tap : tap + length] == episode[:, width:]  # [B, T]
+        output = output + weight[tap] * jnp.where(
+            same[..., None], padded[:, tap : tap + length], 0.0
+        )
+    # Inputs before the last reset leave the window, as T one-step calls would clear them.
+    tail = padded.shape[1] - width
+    current = episode[:, tail:] == episode[:, -1:]  # [B, K - 1]
+    return output, jnp.where(current[..., None], padded[:, tail:], 0.0)
+
+
 def _scan_states(
     state: jax.Array, transition: jax.Array, inputs: tuple[jax.Array, ...]
 ) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
@@ -176,25 +202,7 @@ class MambaCell(LinearRecurrenceCell):
     def causal_conv(
         self, u: jax.Array, reset: jax.Array, window: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        """Depthwise causal convolution of u: [B, T, E] that reads no input from an earlier
-        episode; also returns the window the next call starts from."""
-        length, width = u.shape[1], self.conv_kernel - 1
-        padded = jnp.concatenate([window, u], axis=1)  # [B, K - 1 + T, E]
-        # The window's inputs share episode 0 with the steps before the first reset.
-        episode = jnp.concatenate(
-            [jnp.zeros((u.shape[0], width), jnp.int32), jnp.cumsum(reset, axis=1, dtype=jnp.int32)],
-            axis=1,
-        )  # [B, K - 1 + T]
-        output = self.conv_bias
-        for tap in range(self.conv_kernel):  # tap k reads the input (K - 1 - k) steps back
-            same = episode[:, tap : tap + length] == episode[:, width:]  # [B, T]
-            output = output + self.conv_weight[tap] * jnp.where(
-                same[..., None], padded[:, tap : tap + length], 0.0
-            )
-        # Inputs before the last reset leave the window, as T one-step calls would clear them.
-        tail = padded.shape[1] - width
-        current = episode[:, tail:] == episode[:, -1:]  # [B, K - 1]
-        return output, jnp.where(current[..., None], padded[:, tail:], 0.0)
+        return causal_conv(u, reset, window, self.conv_weight, self.conv_bias)
 
     def inputs(self, x: jax.Array, reset: jax.Array, carry: Carry) -> tuple[jax.Array, ...]:
         """Everything the scan needs per step, none of it per state: step sizes dt and inputs u
