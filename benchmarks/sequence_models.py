@@ -2,12 +2,14 @@
 
     python -m benchmarks.sequence_models            # from the repository root
 
-GRU and LSTM (sequential scans) against LRU, S5, Mamba (associative scans) and windowed
-self-attention, at batch 32, width 128, T = 64 ... 2048, with random episode resets. Time is the
-median of repeated runs of the compiled loss-and-gradient call; memory is what XLA's memory
-analysis of that compiled call reports: temp + argument + output bytes (on CPU there is no
-allocator peak to read). Results go to benchmarks/results/sequence_models_<platform>.json and .png;
-the lengths where a parallel model first beats the faster RNN are printed and stored.
+GRU (``FusedGRUCell``, as ``--torso gru`` builds it) and LSTM (sequential scans) against LRU and
+S5 (associative scans), Mamba (its chunked selective scan, and the associative form), Mamba-2
+(chunked matmuls) and windowed self-attention, at batch 32, width 128, T = 64 ... 2048, with
+random episode resets. Time is the median of repeated runs of the compiled loss-and-gradient
+call; memory is what XLA's memory analysis of that compiled call reports: temp + argument +
+output bytes (on CPU there is no allocator peak to read). Results go to
+benchmarks/results/sequence_models_<platform>.json and .png; the lengths where a parallel model
+first beats the faster RNN are printed and stored.
 """
 
 import io
@@ -25,7 +27,7 @@ import tyro
 
 from benchmarks.machine import machine_info
 from memorax.networks import RNN
-from memorax.networks.sequence_models import LRU, S5, Mamba, SelfAttention
+from memorax.networks.sequence_models import LRU, S5, FusedGRUCell, Mamba, Mamba2, SelfAttention
 from memorax.results import atomic_write, write_json
 
 matplotlib.use("Agg")
@@ -46,7 +48,9 @@ class Config:
     """Input width and width of every torso."""
     repeats: int = 5
     """Timed runs per point (after one compiling run); halved from T = 1024 on."""
-    models: tuple[str, ...] = ("gru", "lstm", "lru", "s5", "mamba", "attention")
+    models: tuple[str, ...] = (
+        "gru", "lstm", "lru", "s5", "mamba", "mamba_associative", "mamba2", "attention",
+    )  # fmt: skip
     """Which torsos to time."""
     reset_probability: float = 0.01
     """Chance that a step starts a new episode."""
@@ -54,11 +58,13 @@ class Config:
 
 def make_models(hidden_dim: int) -> dict[str, Callable[[], nn.Module]]:
     return {
-        "gru": lambda: RNN(nn.GRUCell(features=hidden_dim)),
+        "gru": lambda: RNN(FusedGRUCell(features=hidden_dim)),  # what --torso gru builds
         "lstm": lambda: RNN(nn.OptimizedLSTMCell(features=hidden_dim)),
         "lru": lambda: LRU(hidden_dim=hidden_dim),
         "s5": lambda: S5(hidden_dim=hidden_dim, state_dim=hidden_dim),
-        "mamba": lambda: Mamba(hidden_dim=hidden_dim),
+        "mamba": lambda: Mamba(hidden_dim=hidden_dim),  # the chunked selective scan
+        "mamba_associative": lambda: Mamba(hidden_dim=hidden_dim, scan="associative"),
+        "mamba2": lambda: Mamba2(hidden_dim=hidden_dim),
         "attention": lambda: SelfAttention(num_heads=4, head_dim=hidden_dim // 4),
     }
 
