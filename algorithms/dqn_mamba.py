@@ -523,43 +523,38 @@ def train_periods(agent: DQN, carry, first_period, num_periods: int, progress=No
     return carry, (jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return)
 
 
-def evaluate_saved_run(cfg: DQNConfig) -> None:
-    """``--load``: rebuild the saved run's agent, restore every run's parameters (each seed, or
-    each config and seed of a sweep) and evaluate each again on --eval-episodes fresh episodes."""
-    with results.user_errors():  # a wrong folder, a damaged file, a flag that does not apply
-        results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
+def evaluate_saved_run(cfg: DQNConfig, env=None, env_params=None):
+    """``--load``: rebuild the saved run's agent and env (``results.run_env``: pass a user-built
+    env again), restore every run's parameters (each seed, or each config and seed of a sweep)
+    and evaluate each on --eval-episodes fresh episodes; returns each run's mean return."""
+    with results.user_errors():  # a wrong folder, a damaged file, an env it cannot rebuild
         saved_cfg, checkpoint = results.read_run(
             cfg.load, SCRIPT, DQNConfig, eval_episodes=cfg.eval_episodes
         )
-        env, env_params = make(saved_cfg.env_id)
+        env, env_params, _ = results.run_env(saved_cfg.env_id, make, env, env_params, load=cfg.load)
         agent = make_agent(saved_cfg, env, env_params)
         sweep = parse_sweep(saved_cfg)
         _, keys, _ = sweep.inputs(cfg.seed)
         _, states = jax.vmap(agent.init)(keys)
         states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
-    eval_steps = evaluation_steps(env_params)
-    _, returns, finished = jax.jit(
-        jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
-    )(keys, states)
-    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished, sweep)
+    evaluate = jax.jit(jax.vmap(partial(agent.evaluate, num_steps=evaluation_steps(env_params))))
+    _, returns, finished = evaluate(keys, states)
+    return results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished, sweep)
 
 
-def main() -> None:
-    cfg = tyro.cli(DQNConfig)
-    if cfg.load is not None:
-        return evaluate_saved_run(cfg)
+def run(cfg: DQNConfig, env=None, env_params=None):
+    """Train (or --resume) on make(cfg.env_id) or a user's gymnax env: (run folder, summary)."""
     with results.user_errors():  # setup mistakes: one line naming the flag, before compiling
         if resume := cfg.resume:
-            results.check_flags_beside("--resume")
             cfg = results.read_config(resume, "--resume", SCRIPT, DQNConfig)
+        env, env_params, record = results.run_env(cfg.env_id, make, env, env_params, resume=resume)
         sweep = parse_sweep(cfg)
         check_divides_devices(sweep.num_runs, "--num-seeds x --sweep configs")
-        env, env_params = make(cfg.env_id)
         agent_for = partial(make_agent, cfg, env, env_params)
         agent_for({})  # the model's own checks (e.g. the observation's shape), before compiling
         name, config = (
-            f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}",
-            results.config_dict(cfg, SCRIPT),
+            f"{SCRIPT}-{record['name']}-{cfg.torso}{'-prioritised' if cfg.prioritised else ''}",
+            results.config_dict(cfg, SCRIPT, record),
         )
         run_dir = resume or results.new_run_dir(cfg.output_dir, name, config)
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
@@ -572,7 +567,7 @@ def main() -> None:
     progress = Progress(
         cfg.num_evaluations, sweep.num_runs, cfg.eval_every, cfg.learning_starts, tracker=tracker
     )
-    announce_run(f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}", sweep, cfg.total_timesteps)
+    announce_run(f"{SCRIPT}: {record['name']}, torso {cfg.torso}", sweep, cfg.total_timesteps)
     (_, _, (_, state)), (metrics, eval_return), timing = train_seeds(
         *swept(agent_for, start, train_periods, progress), sweep.inputs(cfg.seed),
         cfg.num_evaluations, checkpoints,
@@ -584,7 +579,15 @@ def main() -> None:
     )  # fmt: skip
     checkpoints.remove()
     progress.close()
-    if summary["diverged"]:
+    return run_dir, summary
+
+
+def main() -> None:
+    cfg = tyro.cli(DQNConfig)
+    results.check_saved_run_flags(cfg.load, cfg.resume)
+    if cfg.load is not None:
+        evaluate_saved_run(cfg)
+    elif run(cfg)[1]["diverged"]:
         raise SystemExit(1)
 
 

@@ -31,12 +31,7 @@ from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, check_env_id, make
 from memorax.experiment import Progress, announce_run, check_divides_devices, train_seeds
-from memorax.flags import (
-    RunFlags,
-    check_counts,
-    check_finite,
-    check_whole_rounds,
-)
+from memorax.flags import RunFlags, check_counts, check_finite, check_whole_rounds
 from memorax.networks import MLP, FeatureExtractor, Network, SharedActorCritic, heads, shares_torso
 from memorax.networks.feature_extractor import observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
@@ -535,41 +530,37 @@ def train_periods(agent: PPO, carry, first_period, num_periods: int, progress=No
     return carry, (jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return)
 
 
-def evaluate_saved_run(cfg: PPOConfig) -> None:
-    """``--load``: rebuild the saved run's agent, restore every run's parameters (each seed, or
-    each config and seed of a sweep) and evaluate each again on --eval-episodes fresh episodes."""
-    with results.user_errors():  # a wrong folder, a damaged file, a flag that does not apply
-        results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
+def evaluate_saved_run(cfg: PPOConfig, env=None, env_params=None) -> np.ndarray:
+    """``--load``: rebuild the saved run's agent and env (``results.run_env``: pass a user-built
+    env again), restore every run's parameters (each seed, or each config and seed of a sweep)
+    and evaluate each on --eval-episodes fresh episodes; returns each run's mean return."""
+    with results.user_errors():  # a wrong folder, a damaged file, an env it cannot rebuild
         saved_cfg, checkpoint = results.read_run(
             cfg.load, SCRIPT, PPOConfig, eval_episodes=cfg.eval_episodes
         )
-        env, env_params = make(saved_cfg.env_id)
+        env, env_params, _ = results.run_env(saved_cfg.env_id, make, env, env_params, load=cfg.load)
         agent = make_agent(saved_cfg, env, env_params)
         sweep = parse_sweep(saved_cfg)
         _, keys, _ = sweep.inputs(cfg.seed)
         _, states = jax.vmap(agent.init)(keys)
         states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
-    eval_steps = evaluation_steps(env_params)
-    _, returns, finished = jax.jit(
-        jax.vmap(lambda key, state: agent.evaluate(key, state, eval_steps))
-    )(keys, states)
-    results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished, sweep)
+    evaluate = jax.jit(jax.vmap(partial(agent.evaluate, num_steps=evaluation_steps(env_params))))
+    _, returns, finished = evaluate(keys, states)
+    return results.print_evaluation(f"greedy evaluation of {cfg.load}", returns, finished, sweep)
 
 
-def main() -> None:
-    cfg = tyro.cli(PPOConfig)
-    if cfg.load is not None:
-        return evaluate_saved_run(cfg)
+def run(cfg: PPOConfig, env=None, env_params=None):
+    """Train (or --resume) on make(cfg.env_id) or a user's gymnax env: (run folder, summary)."""
     with results.user_errors():  # setup mistakes: one line naming the flag, before compiling
         if resume := cfg.resume:
-            results.check_flags_beside("--resume")
             cfg = results.read_config(resume, "--resume", SCRIPT, PPOConfig)
+        env, env_params, record = results.run_env(cfg.env_id, make, env, env_params, resume=resume)
         sweep = parse_sweep(cfg)
         check_divides_devices(sweep.num_runs, "--num-seeds x --sweep configs")
-        env, env_params = make(cfg.env_id)
         agent_for = partial(make_agent, cfg, env, env_params)
         agent_for({})  # the model's own checks (e.g. the observation's shape), before compiling
-        name, config = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}", results.config_dict(cfg, SCRIPT)
+        name = f"{SCRIPT}-{record['name']}-{cfg.torso}"
+        config = results.config_dict(cfg, SCRIPT, record)
         run_dir = resume or results.new_run_dir(cfg.output_dir, name, config)
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
@@ -579,7 +570,7 @@ def main() -> None:
             wandb_project=cfg.wandb_project, wandb_entity=cfg.wandb_entity,
         )  # fmt: skip
     progress = Progress(cfg.num_evaluations, sweep.num_runs, cfg.eval_every, tracker=tracker)
-    announce_run(f"{SCRIPT}: {cfg.env_id}, torso {cfg.torso}", sweep, cfg.training_steps)
+    announce_run(f"{SCRIPT}: {record['name']}, torso {cfg.torso}", sweep, cfg.training_steps)
     (_, _, (_, state)), (metrics, eval_return), timing = train_seeds(
         *swept(agent_for, start, train_periods, progress), sweep.inputs(cfg.seed),
         cfg.num_evaluations, checkpoints,
@@ -590,7 +581,15 @@ def main() -> None:
     )  # fmt: skip
     checkpoints.remove()
     progress.close()
-    if summary["diverged"]:
+    return run_dir, summary
+
+
+def main() -> None:
+    cfg = tyro.cli(PPOConfig)
+    results.check_saved_run_flags(cfg.load, cfg.resume)
+    if cfg.load is not None:
+        evaluate_saved_run(cfg)
+    elif run(cfg)[1]["diverged"]:
         raise SystemExit(1)
 
 

@@ -446,9 +446,8 @@ class SAC:
             state, transitions, metrics = self._round(state, round_key)
             return (key, state), (transitions, metrics)
 
-        (key, state), (transitions, metrics) = jax.lax.scan(
-            one_round, (key, state), None, length=num_steps // self.cfg.steps_per_round
-        )
+        rounds = num_steps // self.cfg.steps_per_round
+        (key, state), (transitions, metrics) = jax.lax.scan(one_round, (key, state), None, rounds)
         last = jax.tree.map(lambda x: x[-1], transitions)
         return key, state, last.replace(metrics=metrics)
 
@@ -461,10 +460,9 @@ class SAC:
             return carry, dist.mode()[:, 0]
 
         carry = self.actor.initialize_carry(self.cfg.eval_episodes)
-        returns, finished = greedy_episode_returns(
+        return key, *greedy_episode_returns(
             eval_key, self.env, self.env_params, act, carry, self.cfg.eval_episodes, num_steps
         )
-        return key, returns, finished
 
 
 def make_agent(cfg: SACConfig, env, env_params, values=None) -> SAC:
@@ -525,21 +523,19 @@ def train_periods(agent: SAC, carry, first_period, num_periods: int, progress=No
         metrics = with_evaluation(transitions.metrics, returns, finished)
         return (key, state), (metrics, eval_return)
 
-    carry, (metrics, eval_return) = jax.lax.scan(
-        period, carry, first_period + jnp.arange(num_periods)
-    )
+    indices = first_period + jnp.arange(num_periods)
+    carry, (metrics, eval_return) = jax.lax.scan(period, carry, indices)
     return carry, (jax.tree.map(lambda x: x.reshape(-1), metrics), eval_return)
 
 
-def evaluate_saved_run(cfg: SACConfig) -> None:
+def evaluate_saved_run(cfg: SACConfig, env=None, env_params=None) -> np.ndarray:
     """``--load``: evaluate every run's saved parameters again (each seed, or each config and seed
-    of a sweep), on --eval-episodes episodes."""
-    with results.user_errors():  # a wrong folder, a damaged file, a flag that does not apply
-        results.check_flags_beside("--load", ("--eval-episodes", "--seed"))
+    of a sweep), on --eval-episodes episodes of its env (``results.run_env``); per-run returns."""
+    with results.user_errors():  # a wrong folder, a damaged file, an env it cannot rebuild
         saved_cfg, checkpoint = results.read_run(
             cfg.load, SCRIPT, SACConfig, eval_episodes=cfg.eval_episodes
         )
-        env, env_params = make(saved_cfg.env_id)
+        env, env_params, _ = results.run_env(saved_cfg.env_id, make, env, env_params, load=cfg.load)
         agent = make_agent(saved_cfg, env, env_params)
         sweep = parse_sweep(saved_cfg)
         _, keys, _ = sweep.inputs(cfg.seed)
@@ -547,25 +543,23 @@ def evaluate_saved_run(cfg: SACConfig) -> None:
         states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
     evaluate = jax.jit(jax.vmap(partial(agent.evaluate, num_steps=evaluation_steps(env_params))))
     _, returns, finished = evaluate(keys, states)
-    results.print_evaluation(f"deterministic evaluation of {cfg.load}", returns, finished, sweep)
+    title = f"deterministic evaluation of {cfg.load}"
+    return results.print_evaluation(title, returns, finished, sweep)
 
 
-def main() -> None:
-    cfg = tyro.cli(SACConfig)
-    if cfg.load is not None:
-        return evaluate_saved_run(cfg)
+def run(cfg: SACConfig, env=None, env_params=None):
+    """Train (or --resume) on make(cfg.env_id) or a user's gymnax env: (run folder, summary)."""
     with results.user_errors():  # setup mistakes: one line naming the flag, before compiling
         if resume := cfg.resume:
-            results.check_flags_beside("--resume")
             cfg = results.read_config(resume, "--resume", SCRIPT, SACConfig)
+        env, env_params, record = results.run_env(cfg.env_id, make, env, env_params, resume=resume)
         sweep = parse_sweep(cfg)
         check_divides_devices(sweep.num_runs, "--num-seeds x --sweep configs")
-        env, env_params = make(cfg.env_id)
         agent_for = partial(make_agent, cfg, env, env_params)
         agent_for({})  # the model's own checks (e.g. the action space), before compiling
         critic = "" if cfg.critic_torso in (None, cfg.torso) else f"-critic-{cfg.critic_torso}"
-        config = results.config_dict(cfg, SCRIPT)
-        name = f"{SCRIPT}-{cfg.env_id}-{cfg.torso}{critic}"
+        config = results.config_dict(cfg, SCRIPT, record)
+        name = f"{SCRIPT}-{record['name']}-{cfg.torso}{critic}"
         run_dir = resume or results.new_run_dir(cfg.output_dir, name, config)
         checkpoints = Checkpoints(run_dir, cfg.checkpoint_every // cfg.eval_every, SCRIPT)
         if resume:
@@ -578,7 +572,7 @@ def main() -> None:
         cfg.num_evaluations, sweep.num_runs, cfg.eval_every, cfg.learning_starts, tracker=tracker
     )
     torsos = f"torso {cfg.torso}, critics {cfg.critic_torso or cfg.torso}"
-    announce_run(f"{SCRIPT}: {cfg.env_id}, {torsos}", sweep, cfg.total_timesteps)
+    announce_run(f"{SCRIPT}: {record['name']}, {torsos}", sweep, cfg.total_timesteps)
     (_, _, (_, state)), (metrics, eval_return), timing = train_seeds(
         *swept(agent_for, start, train_periods, progress), sweep.inputs(cfg.seed),
         cfg.num_evaluations, checkpoints,
@@ -590,7 +584,15 @@ def main() -> None:
     )  # fmt: skip
     checkpoints.remove()
     progress.close()
-    if summary["diverged"]:
+    return run_dir, summary
+
+
+def main() -> None:
+    cfg = tyro.cli(SACConfig)
+    results.check_saved_run_flags(cfg.load, cfg.resume)
+    if cfg.load is not None:
+        evaluate_saved_run(cfg)
+    elif run(cfg)[1]["diverged"]:
         raise SystemExit(1)
 
 

@@ -108,21 +108,21 @@ class Progress:
         num_seeds: int,
         steps_per_chunk: int,
         first_step: int = 0,
-        stream=sys.stdout,
+        stream=None,
         tracker: Any = None,
     ):
         self.num_chunks = num_chunks
         self.first_step = first_step
         self.num_seeds = num_seeds
         self.steps_per_chunk = steps_per_chunk
-        self.stream = stream
+        self.stream = stream  # None: sys.stdout when printing (not the one at import)
         self.tracker = tracker
         self._reports: dict[int, list[float]] = {}
         self._lock = threading.Lock()
         self._start = time.perf_counter()
         self._last: float | None = None
         if tracker is not None:
-            print(f"tracking: {tracker.where}", file=stream, flush=True)
+            print(f"tracking: {tracker.where}", file=stream or sys.stdout, flush=True)
 
     def __call__(self, chunk: Any, value: Any, run: Any = None, metrics: Any = None) -> None:
         chunk = int(chunk)
@@ -142,7 +142,7 @@ class Progress:
                 f"{self.first_step + (chunk + 1) * self.steps_per_chunk:>10,}  greedy eval return "
                 f"mean {np.nanmean(values):9.2f}  min {np.nanmin(values):9.2f}  "
                 f"max {np.nanmax(values):9.2f}  ({elapsed:6.1f} s)",
-                file=self.stream,
+                file=self.stream or sys.stdout,
                 flush=True,
             )
         if self.tracker is not None and last is not None:  # the first chunk's time has compiling

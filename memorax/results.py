@@ -125,9 +125,72 @@ def plot_learning_curves(
     return atomic_write(path, buffer.getvalue())
 
 
-def config_dict(config: Any, script: str) -> dict[str, Any]:
-    """config.json's contents: the script that wrote it, then every field of its config."""
-    return {"script": script, **dataclasses.asdict(config)}
+def config_dict(config: Any, script: str, env: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json's contents: the script that wrote it, the env it trains on (``run_env``'s
+    record), then every field of its config."""
+    return {"script": script, **({"env": env} if env else {}), **dataclasses.asdict(config)}
+
+
+def run_env(
+    env_id: str,
+    make: Callable[[str], tuple[Any, Any]],
+    env: Any = None,
+    env_params: Any = None,
+    *,
+    load: str | Path | None = None,
+    resume: str | Path | None = None,
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(env, env_params, record) of a run: ``record`` goes in config.json (``config_dict``) so
+    that --load and --resume rebuild the env the run trained on, or refuse.
+
+    A new run (neither ``load`` nor ``resume``) trains on ``make(env_id)``, or on the ``env`` and
+    ``env_params`` a user built, recorded as user-built: its class and params, no id. A saved
+    run (the folder ``load`` or ``resume``) gets its registered env back from ``make`` (or, when
+    ``env`` is given, runs on that, as asked); a user-built one
+    cannot be rebuilt from a name, so ``env`` and ``env_params`` must be passed again (from
+    Python) and must match the record; a run written before records existed was made from its
+    ``env_id``. A ValueError naming the flag otherwise, and for params from which evaluation
+    cannot know an episode's length (``memorax.rollout.evaluation_steps``)."""
+    from memorax.rollout import evaluation_steps
+
+    saved, run_dir, flag = None, load or resume, "--load" if load else "--resume"
+    if run_dir is not None:
+        saved = json.loads((Path(run_dir) / "config.json").read_text()).get("env")
+        saved = saved or {"id": env_id}
+        if env is None and saved["id"] is None:
+            raise ValueError(
+                f"{flag} {run_dir}: the run trained on a user-built env ({saved['class']}), which "
+                "cannot be rebuilt from its name: pass that env and its params again from Python "
+                "(README, 'Your own env')"
+            )
+    if env is None:
+        env_id = env_id if saved is None else saved["id"]
+        env, env_params = make(env_id)
+    elif env_params is None:
+        raise ValueError("a user-built env needs its env_params too")
+    else:
+        env_id = None
+    evaluation_steps(env_params)
+    kind = type(env)
+    params = {"repr": repr(env_params)}
+    if dataclasses.is_dataclass(env_params):
+        params = {
+            field.name: np.asarray(getattr(env_params, field.name)).tolist()
+            for field in dataclasses.fields(env_params)
+        }
+    record = {
+        "id": env_id,
+        "name": env_id or kind.__name__,
+        "class": f"{kind.__module__}.{kind.__qualname__}",
+        "params": json.loads(json.dumps(params)),
+    }
+    if saved is not None and saved["id"] is None and saved != record:
+        raise ValueError(
+            f"{flag} {run_dir}: the run trained on {saved['class']} with params "
+            f"{saved['params']}, not on the {record['class']} with params {record['params']} "
+            "given; pass the env it trained on"
+        )
+    return env, env_params, record
 
 
 def new_run_dir(output_dir: str | Path, name: str, config: dict[str, Any] | None = None) -> Path:
@@ -319,6 +382,7 @@ def read_config(
     except json.JSONDecodeError as error:
         raise ValueError(f"{where}: config.json is damaged ({error})") from None
     origin = saved.pop("script", script)
+    saved.pop("env", None)  # run_env's record: which env, not how to train on it
     if origin != script:
         raise ValueError(f"{where} is a run of {origin}: use algorithms/{origin}.py {flag}")
     known = {field.name for field in dataclasses.fields(config_class)}
@@ -372,6 +436,16 @@ def check_flags_beside(flag: str, allowed: tuple[str, ...] = (), argv: list[str]
             raise ValueError(
                 f"{name} cannot be used with {flag}: the saved run's config.json decides it{also}"
             )
+
+
+def check_saved_run_flags(load: str | None, resume: str | None) -> None:
+    """Exit with one line for a command-line flag beside --load (only --eval-episodes and
+    --seed may be) or --resume (none may be): the saved run's config decides the rest."""
+    with user_errors():
+        if load is not None:
+            check_flags_beside("--load", ("--eval-episodes", "--seed"))
+        elif resume is not None:
+            check_flags_beside("--resume")
 
 
 def print_evaluation(title: str, returns: Any, finished: Any, sweep: Any = None) -> np.ndarray:

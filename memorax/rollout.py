@@ -75,9 +75,18 @@ class Transition:
     metrics: dict[str, jax.Array]
 
 
-def evaluation_steps(env_params: Any, default: int = 1000) -> int:
-    """Steps an evaluation runs: long enough for one whole episode of a time-limited env."""
-    return int(getattr(env_params, "max_steps_in_episode", default))
+def evaluation_steps(env_params: Any) -> int:
+    """Steps an evaluation runs: one whole episode of a time-limited env, its params'
+    ``max_steps_in_episode``. A ValueError for params without one: no length is guessed (a
+    guess too short reports no finished episode, or only the short ones)."""
+    steps = getattr(env_params, "max_steps_in_episode", None)
+    if steps is None:
+        raise ValueError(
+            f"the env's params ({type(env_params).__name__}) have no max_steps_in_episode, so "
+            "evaluation cannot know how long an episode runs: give them that field (gymnax's "
+            "EnvParams has it) set to the env's episode limit"
+        )
+    return int(steps)
 
 
 def mean_finished(returns: jax.Array, finished: jax.Array) -> jax.Array:
