@@ -1,0 +1,236 @@
+"""The POPGym memory table in one command: ppo_rnn on POPGym's tasks, each memory torso beside its
+memoryless twin (mlp), final greedy return per seed.
+
+    python benchmarks/popgym.py                                   # every family at Easy
+    python benchmarks/popgym.py --tasks RepeatFirst CountRecall --torsos gru s5 --num-seeds 8
+    python benchmarks/popgym.py --difficulty Hard --total-timesteps 10000000   # a GPU run
+
+Each (task, torso) row is one call of ``algorithms.ppo_rnn.run``: --num-seeds seeds in one
+compiled run at ppo_rnn's default flags apart from the task, torso and budget, greedy evaluation
+of 32 episodes five times along the run (the last one is the row's result). The results folder
+(--output, default benchmarks/results/popgym) gets:
+
+- ``returns.csv``: long format, one line per seed (task, difficulty, torso, seed, final greedy
+  return, env steps, date); rows from an earlier call stay unless this call re-ran them, so a
+  table can be built over several calls;
+- ``table.md``: IQM [95% bootstrap CI] per task and torso, and per torso the mean over tasks of
+  those IQMs (POPGym scales every task's return to [-1, 1], so tasks weigh the same), the
+  machine and the flags;
+- ``heatmap.png``: the IQMs, tasks x torsos;
+- ``curves/<task>-<torso>.png``: each row's learning curve.
+
+Defaults are sized for a 2-core CPU: Easy, torsos gru s5 lru mamba and mlp, 4 seeds, 500,000 env
+steps per seed; a row takes 2 to 6 minutes there (ppo_rnn's default network), so the whole
+table (every family, 5 torsos) takes hours: run it in parts with --tasks, or on a GPU.
+"""
+
+import argparse
+import csv
+import dataclasses
+import difflib
+import io
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from memorax.environments import registered_envs
+from memorax.networks.torsos import TORSO_NAMES
+from memorax.results import atomic_write, write_json
+from memorax.statistics import bootstrap_interval, interquartile_mean
+
+REPO = Path(__file__).resolve().parents[1]
+DIFFICULTIES = ("Easy", "Medium", "Hard")
+TWIN = "mlp"
+COLUMNS = ("task", "difficulty", "torso", "seed", "final_return", "env_steps", "date")
+
+
+def families() -> tuple[str, ...]:
+    """POPGym task families that ``make`` builds at every difficulty (``<Family><Difficulty>``)."""
+    ids = set(registered_envs())
+    found = {
+        env_id[: -len(level)] for env_id in ids for level in DIFFICULTIES if env_id.endswith(level)
+    }
+    return tuple(sorted(f for f in found if all(f + level in ids for level in DIFFICULTIES)))
+
+
+def _refuse(flag: str, value: str, valid: tuple[str, ...]) -> None:
+    close = difflib.get_close_matches(value, valid, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise SystemExit(f"error: {flag} {value!r} is unknown{hint}; valid: {', '.join(valid)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", help="task families (default: every one)")
+    parser.add_argument("--difficulty", default="Easy", help="Easy, Medium or Hard")
+    parser.add_argument(
+        "--torsos", nargs="+", default=["gru", "s5", "lru", "mamba"],
+        help=f"memory torsos; {TWIN}, the memoryless twin, is always added",
+    )  # fmt: skip
+    parser.add_argument("--num-seeds", type=int, default=4)
+    parser.add_argument("--total-timesteps", type=int, default=500_000)
+    parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "popgym"))
+    args = parser.parse_args(argv)
+    valid_families = families()
+    args.tasks = args.tasks or list(valid_families)
+    for task in args.tasks:
+        if task not in valid_families:
+            _refuse("--tasks", task, valid_families)
+    if args.difficulty not in DIFFICULTIES:
+        _refuse("--difficulty", args.difficulty, DIFFICULTIES)
+    for torso in args.torsos:
+        if torso not in TORSO_NAMES:
+            _refuse("--torsos", torso, TORSO_NAMES)
+    args.torsos = [t for t in dict.fromkeys(args.torsos) if t != TWIN] + [TWIN]
+    return args
+
+
+def configs(args: argparse.Namespace) -> dict[tuple[str, str], object]:
+    """Every row's PPOConfig, built (and so checked) before anything trains."""
+    from algorithms.ppo_rnn import PPOConfig
+
+    rows = {}
+    for task in args.tasks:
+        for torso in args.torsos:
+            flags = dict(env_id=task + args.difficulty, torso=torso, num_seeds=args.num_seeds)
+            try:
+                round_steps = PPOConfig(**flags).steps_per_round
+                rounds = max(args.total_timesteps // round_steps, 1)
+                periods = next(p for p in (5, 4, 3, 2, 1) if rounds % p == 0)
+                rows[task, torso] = PPOConfig(
+                    **flags, total_timesteps=rounds * round_steps,
+                    eval_every=rounds // periods * round_steps,
+                )  # fmt: skip
+            except ValueError as error:
+                raise SystemExit(f"error: {error}") from None
+    return rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buffer.getvalue().encode())
+
+
+def summarise(rows: list[dict]) -> dict[tuple[str, str, str], tuple[float, float, float, int]]:
+    """(task, difficulty, torso): (IQM, CI low, CI high, seeds) of the finite final returns."""
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for row in rows:
+        key = (row["task"], row["difficulty"], row["torso"])
+        groups.setdefault(key, []).append(float(row["final_return"]))
+    out = {}
+    for key, values in groups.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        if finite.size:
+            out[key] = (interquartile_mean(finite), *bootstrap_interval(finite), len(values))
+        else:
+            out[key] = (np.nan, np.nan, np.nan, len(values))
+    return out
+
+
+def write_table(output: Path, rows: list[dict], machine: dict) -> None:
+    stats = summarise(rows)
+    cells = sorted({(task, level) for task, level, _ in stats})
+    torsos = sorted({torso for *_, torso in stats}, key=lambda t: (t == TWIN, t))
+    lines = [
+        "| task | " + " | ".join(torsos) + " |",
+        "|---|" + "---|" * len(torsos),
+    ]
+    iqms = np.full((len(cells), len(torsos)), np.nan)
+    for i, (task, level) in enumerate(cells):
+        entries = []
+        for j, torso in enumerate(torsos):
+            if (task, level, torso) not in stats:
+                entries.append("")
+                continue
+            iqm, low, high, _ = stats[task, level, torso]
+            iqms[i, j] = iqm
+            entries.append(f"{iqm:.2f} [{low:.2f}, {high:.2f}]")
+        lines.append(f"| {task}{level} | " + " | ".join(entries) + " |")
+    complete = np.isfinite(iqms).all(axis=1)
+    means = [
+        f"{np.mean(iqms[complete, j]):.2f}" if complete.any() else "" for j in range(len(torsos))
+    ]
+    lines.append(f"| mean over {int(complete.sum())} tasks | " + " | ".join(means) + " |")
+    seeds = sorted({n for *_, n in stats.values()})
+    steps = sorted({int(row["env_steps"]) for row in rows})
+    dates = sorted({row["date"] for row in rows})
+    lines += [
+        "",
+        f"Final greedy return (32 episodes) of ppo_rnn, IQM [95% bootstrap CI] over {seeds} seeds, "
+        f"{', '.join(f'{s:,}' for s in steps)} env steps per seed, default flags otherwise; "
+        f"{TWIN} is the memoryless twin. POPGym scales returns to [-1, 1]; the last row is the "
+        f"mean of the IQMs over the tasks every torso ran. Run on {', '.join(dates)}; machine: "
+        f"{machine['cpu']}, {machine['cpu_count']} cores, jax {machine['jax']}.",
+    ]
+    atomic_write(output / "table.md", ("\n".join(lines) + "\n").encode())
+    plot_heatmap(output / "heatmap.png", iqms, [t + lv for t, lv in cells], torsos)
+
+
+def plot_heatmap(path: Path, iqms: np.ndarray, tasks: list[str], torsos: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(torsos) + 3, 0.45 * len(tasks) + 1.5))
+    image = ax.imshow(iqms, vmin=-1, vmax=1, cmap="RdYlGn", aspect="auto")
+    ax.set_xticks(range(len(torsos)), torsos)
+    ax.set_yticks(range(len(tasks)), tasks)
+    for (i, j), value in np.ndenumerate(iqms):
+        if np.isfinite(value):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax, label="final greedy return, IQM over seeds")
+    ax.set_title("ppo_rnn on POPGym")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    rows_to_run = configs(args)
+    from algorithms.ppo_rnn import run
+    from benchmarks.machine import machine_info
+
+    output = Path(args.output)
+    (output / "curves").mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    write_json(output / "machine.json", machine)
+    rows = read_rows(output / "returns.csv")
+    for number, ((task, torso), cfg) in enumerate(rows_to_run.items(), 1):
+        print(f"=== row {number}/{len(rows_to_run)}: {cfg.env_id}, {torso}", flush=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            run_dir, summary = run(dataclasses.replace(cfg, output_dir=scratch))
+            shutil.copyfile(
+                Path(run_dir) / "learning_curve.png",
+                output / "curves" / f"{cfg.env_id}-{torso}.png",
+            )
+        key = (task, args.difficulty, torso)
+        rows = [r for r in rows if (r["task"], r["difficulty"], r["torso"]) != key]
+        date = time.strftime("%Y-%m-%d")
+        rows += [
+            dict(zip(COLUMNS, (*key, seed, value, cfg.total_timesteps, date), strict=True))
+            for seed, value in enumerate(summary["final_eval_return_per_seed"])
+        ]
+        write_rows(output / "returns.csv", rows)  # after every row: an interrupted table keeps
+        write_table(output, rows, machine)  # what it finished
+    print(f"table: {output / 'table.md'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
