@@ -99,6 +99,8 @@ class PPOConfig(RunFlags):
     """Feed the previous action (zero at episode starts) to the feature extractor."""
     use_prev_reward: bool = False
     """Feed the previous reward (zero at episode starts) to the feature extractor."""
+    use_reset_flag: bool = False
+    """Feed the episode-start flag to the feature extractor (POPGym's Antialias wrapper)."""
     context_length: int = 64
     """Steps of memory of --torso attention (its key/value cache)."""
     eval_every: int = 20_000
@@ -474,6 +476,7 @@ def make_agent(cfg: PPOConfig, env, env_params, values=None) -> PPO:
             observation_extractor=observation_extractor(observation_shape, cfg.hidden_size),
             action_extractor=MLP(features=(32,)) if cfg.use_prev_action else None,
             reward_extractor=MLP(features=(16,)) if cfg.use_prev_reward else None,
+            done_extractor=MLP(features=(16,)) if cfg.use_reset_flag else None,
             num_actions=num_actions if discrete else None,
         )
 

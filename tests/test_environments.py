@@ -339,7 +339,10 @@ def test_noise_has_the_stated_law_and_matches_the_final_observation() -> None:
 
 
 def test_make_rejects_unknown_ids_and_keywords_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="unknown; valid ids: .*CartPole-P-v1.*RepeatPreviousEasy"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown \(did you mean CartPole-P-v1\?\); valid ids: .*CartPole-P.*RepeatPrev",
+    ):
         make("CartPole-P-v2")
     with pytest.raises(ValueError, match="constructor argument"):
         make("RepeatFirstEasy", no_such_option=1)

@@ -266,7 +266,10 @@ def test_default_config_is_valid():
     "overrides,message",
     [
         (dict(num_envs=6, num_minibatches=4), r"--num-envs \(6\) must be divisible by --num-min"),
-        (dict(env_id="CartPole-v9"), r"--env-id 'CartPole-v9' is unknown; valid ids: .*CartPole"),
+        (
+            dict(env_id="CartPole-v9"),
+            r"--env-id 'CartPole-v9' is unknown \(did you mean CartPole-v1\?\); valid ids: .*Cart",
+        ),
         (dict(torso="transformer"), r"--torso 'transformer' is unknown; choose one of gru"),
         (dict(eval_every=3), r"--eval-every \(3\) must be a multiple of --num-envs x --num-steps"),
         (dict(eval_every=192), r"--eval-every \(192\) .* divides the 256 training steps"),

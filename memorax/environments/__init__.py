@@ -19,15 +19,26 @@ e.g. ``MNISTBandit-bsuite``), which ``make`` refuses by name. Ours:
   CartPole is nearly solvable without memory: never use it as proof of memory.
 - ``RepeatFirst``, ``RepeatPrevious``, ``CountRecall``, ``Autoencode`` with suffix ``Easy``,
   ``Medium`` or ``Hard`` (POPGym, Morad et al. 2023), and gymnax's ``MemoryChain-bsuite``.
+- POPGym's ``HigherLower``, ``MultiarmedBandit`` and ``Concentration``, with the same suffixes
+  (``POPGYM_GAMES``). The bandit and Concentration do not show the action taken: train them with
+  ``--use-prev-action``.
+- POPGym's ``PositionOnlyCartPole``, ``PositionOnlyPendulum``, ``NoisyPositionOnlyCartPole`` and
+  ``NoisyPositionOnlyPendulum``, with the same suffixes (``POPGYM_CONTROL``): POPGym's episode
+  lengths, noise and reward scale, unlike ``CartPole-P-v1`` and ``Pendulum-P-v1``.
 """
 
 from memorax.environments.autoencode import Autoencode
+from memorax.environments.concentration import Concentration
 from memorax.environments.count_recall import CountRecall
 from memorax.environments.episode_statistics import EpisodeStatistics, EpisodeStatisticsState
+from memorax.environments.higher_lower import HigherLower
+from memorax.environments.multiarmed_bandit import MultiarmedBandit
 from memorax.environments.registry import (
     MEMORY_TASKS,
     NEEDS_DOWNLOAD,
     PARTIALLY_OBSERVED,
+    POPGYM_CONTROL,
+    POPGYM_GAMES,
     check_env_id,
     make,
     registered_envs,
@@ -46,12 +57,17 @@ __all__ = [
     "MEMORY_TASKS",
     "NEEDS_DOWNLOAD",
     "PARTIALLY_OBSERVED",
+    "POPGYM_CONTROL",
+    "POPGYM_GAMES",
     "Autoencode",
+    "Concentration",
     "CountRecall",
     "EpisodeStatistics",
     "EpisodeStatisticsState",
     "FlickerObservation",
     "GaussianNoiseObservation",
+    "HigherLower",
+    "MultiarmedBandit",
     "ObservationWrapper",
     "RepeatFirst",
     "RepeatPrevious",

@@ -12,6 +12,7 @@ static; params are arrays and may be changed later with ``params.replace(...)``.
 ever applied twice and the env stays interchangeable with ``gymnax.make``'s.
 """
 
+import difflib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -19,7 +20,16 @@ from typing import Any
 import gymnax
 from gymnax.environments import environment
 
-from memorax.environments import autoencode, count_recall, repeat_first, repeat_previous
+from memorax.environments import (
+    autoencode,
+    concentration,
+    count_recall,
+    higher_lower,
+    multiarmed_bandit,
+    popgym_control,
+    repeat_first,
+    repeat_previous,
+)
 from memorax.environments.cards import CardGame
 from memorax.environments.wrappers import SubsetObservation
 
@@ -34,6 +44,15 @@ def _card_task(task: type[CardGame], env_id: str, **kwargs: Any) -> CardGame:
     env = task(**kwargs)
     env.env_id = env_id
     return env
+
+
+def _by_difficulty(tasks: tuple[tuple[type[CardGame], dict], ...]) -> dict[str, Callable[..., Any]]:
+    """``<Task><Level>`` for each task and each of its difficulties: the factory ``make`` calls."""
+    return {
+        task.__name__ + level: partial(_card_task, task, task.__name__ + level, **settings)
+        for task, difficulties in tasks
+        for level, settings in difficulties.items()
+    }
 
 
 def _observe(env_id: str, indices: tuple[int, ...], **kwargs: Any) -> SubsetObservation:
@@ -59,18 +78,27 @@ _CARD_TASKS = (
 )
 
 MEMORY_TASKS: dict[str, Callable[..., Any]] = {
-    **{
-        task.__name__ + level: partial(_card_task, task, task.__name__ + level, **settings)
-        for task, difficulties in _CARD_TASKS
-        for level, settings in difficulties.items()
-    },
+    **_by_difficulty(_CARD_TASKS),
     "MemoryChain-bsuite": partial(_gymnax, "MemoryChain-bsuite"),
 }
+
+# POPGym's games and its bandit, named and configured like the tasks above ("HigherLowerEasy").
+POPGYM_GAMES: dict[str, Callable[..., Any]] = _by_difficulty(
+    (
+        (higher_lower.HigherLower, higher_lower.DIFFICULTIES),
+        (multiarmed_bandit.MultiarmedBandit, multiarmed_bandit.DIFFICULTIES),
+        (concentration.Concentration, concentration.DIFFICULTIES),
+    )
+)
 
 # gymnax ids whose env downloads a data set when it is made (id: the data set): memorax runs
 # offline, so make() refuses them by name before any network access, and registered_envs()
 # does not list them.
 NEEDS_DOWNLOAD: dict[str, str] = {"MNISTBandit-bsuite": "MNIST"}
+
+# POPGym's position-only CartPole and Pendulum and their noisy variants, POPGym's lengths and
+# reward scale ("PositionOnlyCartPoleEasy"; memorax's CartPole-P-v1 keeps gymnax's).
+POPGYM_CONTROL: dict[str, Callable[..., Any]] = dict(popgym_control.TASKS)
 
 _REGISTRY: dict[str, Callable[..., Any]] = {
     **{
@@ -80,11 +108,13 @@ _REGISTRY: dict[str, Callable[..., Any]] = {
     },
     **PARTIALLY_OBSERVED,
     **MEMORY_TASKS,
+    **POPGYM_GAMES,
+    **POPGYM_CONTROL,
 }
 
 
 def registered_envs() -> tuple[str, ...]:
-    """Every id ``make`` accepts: gymnax's, then the partially observed and memory tasks."""
+    """Every id ``make`` accepts: gymnax's, then the partially observed, memory and game tasks."""
     return tuple(_REGISTRY)
 
 
@@ -96,8 +126,21 @@ def check_env_id(env_id: str, name: str = "env id") -> None:
             f"{name} {env_id!r} is not supported: gymnax downloads {NEEDS_DOWNLOAD[env_id]} when "
             "it is made, and memorax runs offline"
         )
-    if env_id not in _REGISTRY:
-        raise ValueError(f"{name} {env_id!r} is unknown; valid ids: {', '.join(registered_envs())}")
+    if env_id in _REGISTRY:
+        return
+    for level in ("Easy", "Medium", "Hard"):  # a POPGym family with a difficulty it lacks
+        family = [i[: -len(level)] for i in _REGISTRY if i.endswith(level)]
+        for task in family:
+            if env_id.startswith(task) and env_id[len(task) :].isalpha():
+                raise ValueError(
+                    f"{name} {env_id!r}: {task} has no difficulty {env_id[len(task) :]!r}; "
+                    f"choose {task}Easy, {task}Medium or {task}Hard"
+                )
+    close = difflib.get_close_matches(env_id, _REGISTRY, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ValueError(
+        f"{name} {env_id!r} is unknown{hint}; valid ids: {', '.join(registered_envs())}"
+    )
 
 
 def make(env_id: str, **kwargs: Any) -> tuple[Any, environment.EnvParams]:
