@@ -108,9 +108,7 @@ def test_each_script_trains_a_users_env_and_loads_it_back_only_on_that_env(
         script.evaluate_saved_run(load, env, CueParams(max_steps_in_episode=EPISODE + 1))
 
 
-def test_an_env_whose_params_give_no_episode_length_is_refused_before_compiling(
-    tmp_path, capsys
-):
+def test_an_env_whose_params_give_no_episode_length_is_refused_before_compiling(tmp_path, capsys):
     """Evaluation runs one whole episode; with no max_steps_in_episode it used to guess 1000."""
     from algorithms.ppo_rnn import run
     from tests.test_ppo import tiny_config
