@@ -1,17 +1,41 @@
 """The sequence-model contract (docs/design.md) for every torso: one call over T steps equals T
 one-step calls for every reset pattern, resets isolate episodes, batch rows are independent, and
-jit, vmap and grad work. A new torso joins by being added to a registry below."""
+jit, vmap and grad work. A new torso joins by being added to a registry below, and a new --torso
+name by naming its entries in ENTRIES_OF_TORSO."""
 
+import dataclasses
+
+import flax.linen as nn
+import jax
 import pytest
 
+from memorax.networks.sequence_models import initialize_carry_of
+from memorax.networks.torsos import TORSO_NAMES, make_torso
 from tests import sequence_contract as contract
 from tests.test_mamba2 import MAMBA2_TORSOS
 from tests.test_memoroid import MEMOROID_TORSOS
 from tests.test_self_attention import ATTENTION_TORSOS
 from tests.test_sequence_models import RNN_TORSOS
+from tests.test_zoo import ZOO_TORSOS
 
-TORSOS = {**RNN_TORSOS, **MEMOROID_TORSOS, **MAMBA2_TORSOS, **ATTENTION_TORSOS}
+TORSOS = {**RNN_TORSOS, **MEMOROID_TORSOS, **MAMBA2_TORSOS, **ATTENTION_TORSOS, **ZOO_TORSOS}
 STATELESS = {"wrapped_mlp"}
+# The registry entries that cover each --torso name: the model it builds, or its layer.
+ENTRIES_OF_TORSO = {
+    "gru": ["fused_gru"],
+    "lstm": ["optimized_lstm"],
+    "mgu": ["mgu"],
+    "elman": ["simple"],
+    "indrnn": ["indrnn"],
+    "mingru": ["mingru_layer", "mingru_2_layers"],
+    "lru": ["lru_cell", "lru_2_layers"],
+    "s5": ["s5_cell", "s5_2_layers"],
+    "mamba": ["mamba_cell", "mamba_chunked", "mamba_2_layers"],
+    "mamba2": ["mamba2_layer", "mamba2_2_layers"],
+    "attention": ["window_5", "window_16", "gpt_stack"],
+    "framestack": ["framestack"],
+    "mlp": ["wrapped_mlp"],
+}
 
 
 @pytest.mark.parametrize("pattern", sorted(contract.RESET_PATTERNS))
@@ -34,3 +58,34 @@ def test_batch_independence(name):
 @pytest.mark.parametrize("name", sorted(TORSOS))
 def test_jit_vmap_grad(name):
     contract.check_transforms(TORSOS[name], contract.FEATURES)
+
+
+def _memory_classes(module: nn.Module) -> set[type]:
+    """The classes of the innermost modules that hold a carry (all innermost ones if none do)."""
+    leaves, stack = [], [module]
+    while stack:
+        current = stack.pop()
+        children = []
+        for field in dataclasses.fields(current):
+            value = getattr(current, field.name, None) if field.name != "parent" else None
+            values = value if isinstance(value, list | tuple) else [value]
+            children += [child for child in values if isinstance(child, nn.Module)]
+        stack += children
+        if not children:
+            leaves.append(current)
+    stateful = {
+        type(leaf)
+        for leaf in leaves
+        if isinstance(leaf, nn.RNNCellBase) or jax.tree.leaves(initialize_carry_of(leaf, 1))
+    }
+    return stateful or {type(leaf) for leaf in leaves}
+
+
+def test_every_torso_name_is_in_the_registry():
+    """Each --torso name maps to registry entries that exist and hold the memory it builds."""
+    assert sorted(ENTRIES_OF_TORSO) == sorted(TORSO_NAMES), "map every --torso name to entries"
+    for name, entries in ENTRIES_OF_TORSO.items():
+        assert entries and set(entries) <= set(TORSOS), (name, set(entries) - set(TORSOS))
+        built = _memory_classes(make_torso(name, 32, num_layers=2))  # any width mamba2 takes
+        covered = set().union(*(_memory_classes(TORSOS[entry].model) for entry in entries))
+        assert built <= covered, f"--torso {name} builds {built}; its entries hold {covered}"

@@ -8,11 +8,35 @@ import flax.linen as nn
 from memorax.networks.mlp import MLP
 from memorax.networks.sequence_models.base import SequenceModelWrapper
 from memorax.networks.sequence_models.gru import FusedGRUCell
+from memorax.networks.sequence_models.indrnn import IndRNNCell
 from memorax.networks.sequence_models.rnn import RNN
 
-TorsoName = Literal["gru", "lstm", "lru", "s5", "mamba", "mamba2", "attention", "mlp"]
+TorsoName = Literal[
+    "gru",
+    "lstm",
+    "mgu",
+    "elman",
+    "indrnn",
+    "mingru",
+    "lru",
+    "s5",
+    "mamba",
+    "mamba2",
+    "attention",
+    "framestack",
+    "mlp",
+]
 TORSO_NAMES: tuple[str, ...] = TorsoName.__args__
+# The recurrent cells, stepped one at a time by RNN and stacked as plain layers.
+RECURRENT_CELLS: dict[str, type[nn.RNNCellBase]] = {
+    "gru": FusedGRUCell,
+    "lstm": nn.OptimizedLSTMCell,
+    "mgu": nn.MGUCell,
+    "elman": nn.SimpleCell,
+    "indrnn": IndRNNCell,
+}
 ATTENTION_HEADS = 4
+FRAMESTACK_FRAMES = 4  # --torso framestack sees the current input and the 3 before it
 MAMBA2_EXPAND, MAMBA2_HEAD_DIM = 2, 32  # Mamba2's defaults: channels = expand * hidden_size
 
 
@@ -42,21 +66,27 @@ def make_torso(
 ) -> nn.Module:
     """The torso called ``name``, ``hidden_size`` wide and ``num_layers`` deep.
 
-    GRU is ``FusedGRUCell`` (flax's GRU equations, faster) and LSTM ``nn.OptimizedLSTMCell``;
-    recurrent cells stack as plain layers; the parallel models (LRU, S5, Mamba, Mamba-2) stack with
-    residual connections and pre-normalisation; attention is a GPT-style stack of pre-norm
-    residual self-attention and feed-forward blocks over the last ``context_length`` steps.
-    ``mlp`` is the memoryless control: the same width and depth with no carry at all.
+    GRU is ``FusedGRUCell`` (flax's GRU equations, faster), LSTM ``nn.OptimizedLSTMCell``, MGU
+    ``nn.MGUCell``, Elman ``nn.SimpleCell`` and IndRNN ``IndRNNCell``: recurrent cells stack as
+    plain layers. The parallel models (minGRU, LRU, S5, Mamba, Mamba-2) stack with residual
+    connections and pre-normalisation; attention is a GPT-style stack of pre-norm residual
+    self-attention and feed-forward blocks over the last ``context_length`` steps.
+    ``framestack`` is an MLP ``num_layers`` deep over the last ``FRAMESTACK_FRAMES`` inputs, and
+    ``mlp`` the memoryless control: the same width and depth with no carry at all.
     """
     check_torso(name, hidden_size, num_layers)
     from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
 
-    if name in ("gru", "lstm"):
-        cell = FusedGRUCell if name == "gru" else nn.OptimizedLSTMCell
+    if name in RECURRENT_CELLS:
+        cell = RECURRENT_CELLS[name]
         layers = [RNN(cell(features=hidden_size)) for _ in range(num_layers)]
         return layers[0] if num_layers == 1 else Stack(blocks=layers)
     if name == "mlp":
         return SequenceModelWrapper(MLP(features=(hidden_size,) * num_layers))
+    if name == "framestack":
+        from memorax.networks.sequence_models import FrameStack
+
+        return FrameStack(features=hidden_size, num_frames=FRAMESTACK_FRAMES, num_layers=num_layers)
     if name == "attention":
         from memorax.networks.sequence_models import SelfAttention
 
@@ -70,8 +100,10 @@ def make_torso(
             blocks.append(Residual(PreNorm(attention)))
             blocks.append(Residual(PreNorm(FFN(hidden_dim=2 * hidden_size))))
         return Stack(blocks=blocks)
-    from memorax.networks.sequence_models import LRU, S5, Mamba, Mamba2
+    from memorax.networks.sequence_models import LRU, S5, Mamba, Mamba2, MinGRU
 
+    if name == "mingru":
+        return MinGRU(hidden_dim=hidden_size, num_layers=num_layers)
     if name == "mamba2":
         return Mamba2(
             hidden_dim=hidden_size,

@@ -9,7 +9,9 @@ from memorax.networks.sequence_models.base import (
     initialize_carry_of,
     reset_carry,
 )
+from memorax.networks.sequence_models.framestack import FrameStack
 from memorax.networks.sequence_models.gru import FusedGRUCell
+from memorax.networks.sequence_models.indrnn import IndRNNCell
 from memorax.networks.sequence_models.lru import LRU, LRUCell
 from memorax.networks.sequence_models.mamba import Mamba, MambaCell, MambaLayer
 from memorax.networks.sequence_models.mamba2 import Mamba2, Mamba2Layer
@@ -19,13 +21,16 @@ from memorax.networks.sequence_models.memoroid import (
     MemoroidCell,
     MemoroidTorso,
 )
+from memorax.networks.sequence_models.mingru import MinGRU, MinGRULayer
 from memorax.networks.sequence_models.rnn import RNN
 from memorax.networks.sequence_models.s5 import S5, S5Cell
 
 __all__ = [
     "LRU",
     "RNN",
+    "FrameStack",
     "FusedGRUCell",
+    "IndRNNCell",
     "S5",
     "LRUCell",
     "LinearRecurrenceCell",
@@ -35,6 +40,8 @@ __all__ = [
     "Mamba2Layer",
     "MambaLayer",
     "Memoroid",
+    "MinGRU",
+    "MinGRULayer",
     "MemoroidCell",
     "MemoroidTorso",
     "S5Cell",

@@ -5,13 +5,18 @@ import jax
 
 from memorax.networks.sequence_models.base import Carry, SequenceModel, reset_carry
 from memorax.networks.sequence_models.gru import FusedGRUCell
+from memorax.networks.sequence_models.indrnn import IndRNNCell
+
+# Cells with a position-wise ``project`` and a ``recur`` from its output: the projection of the
+# whole sequence runs as one matmul before the time loop.
+HOISTED_CELLS = (FusedGRUCell, IndRNNCell)
 
 
 class RNN(SequenceModel):
     """Runs ``cell`` (``nn.GRUCell``, ``nn.LSTMCell``, ``nn.OptimizedLSTMCell``, ``nn.MGUCell``,
-    ``nn.SimpleCell``, ``FusedGRUCell``, ...) over x: [B, T, F]; the carry is the cell's initial
-    carry wherever ``reset`` is True. A ``FusedGRUCell`` has its input projection computed for
-    the whole sequence before the time loop."""
+    ``nn.SimpleCell``, ``FusedGRUCell``, ``IndRNNCell``, ...) over x: [B, T, F]; the carry is the
+    cell's initial carry wherever ``reset`` is True. A ``FusedGRUCell`` or ``IndRNNCell`` has its
+    input projection computed for the whole sequence before the time loop."""
 
     cell: nn.RNNCellBase
 
@@ -22,9 +27,9 @@ class RNN(SequenceModel):
 
     def __call__(self, x: jax.Array, reset: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
         initial_carry = self.initialize_carry(x.shape[0])
-        hoisted = isinstance(self.cell, FusedGRUCell)
+        hoisted = isinstance(self.cell, HOISTED_CELLS)
         if hoisted:
-            x = self.cell.project(x)  # [B, T, 3H]
+            x = self.cell.project(x)  # [B, T, 3H] for the GRU, [B, T, H] for IndRNN
 
         def step(cell: nn.RNNCellBase, carry: Carry, inputs: tuple[jax.Array, jax.Array]):
             x_t, reset_t = inputs  # [B, F], [B]

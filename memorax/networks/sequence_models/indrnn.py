@@ -1,0 +1,50 @@
+"""IndRNN (Li et al. 2018, "Independently Recurrent Neural Network"): each unit recurs only on
+itself, through one scalar weight.
+
+    h_t = relu(W x_t + b + u * h_{t-1}),    u: [H], elementwise
+
+Deviation: the paper bounds |u| by clipping it after every optimiser step. A module cannot reach
+the optimiser, so the step uses clip(u, -1, 1) with the gradient of u itself (straight-through):
+the forward pass never sees |u| > 1, where a ReLU recurrence can grow without bound over a long
+episode, and a gradient that points back inside still moves u, as projected gradient descent
+would. u starts uniform on [0, 1], W as flax's Dense, b at zero.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class IndRNNCell(nn.RNNCellBase):
+    """An IndRNN layer as a flax cell, run over time by ``RNN``, which computes ``project`` for
+    the whole sequence before the time loop."""
+
+    features: int
+
+    def setup(self) -> None:
+        self.input_projection = nn.Dense(self.features)
+        self.recurrent_weight = self.param(
+            "recurrent_weight", nn.initializers.uniform(1.0), (self.features,)
+        )
+
+    def project(self, inputs: jax.Array) -> jax.Array:
+        """W x + b: [..., F] -> [..., H]. Position-wise, so it can run over a whole sequence."""
+        return self.input_projection(inputs)
+
+    def recur(self, carry: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """One step from an already projected input."""
+        u = self.recurrent_weight
+        u = u + jax.lax.stop_gradient(jnp.clip(u, -1.0, 1.0) - u)  # straight-through clip
+        new_carry = jax.nn.relu(projected + u * carry)
+        return new_carry, new_carry
+
+    def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.recur(carry, self.project(inputs))
+
+    @nn.nowrap
+    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
+        return jnp.zeros(input_shape[:-1] + (self.features,))
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
