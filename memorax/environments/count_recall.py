@@ -8,8 +8,8 @@ of dealt cards, up to and including the current one, whose attribute equals the 
 (terminated) after num_cards - 1 steps. The memory needed is a count per card kind.
 
 Every count from 0 to num_cards / num_values can come up (the whole deck may be dealt before it
-is queried), so the action space is Discrete(num_cards / num_values + 1); POPGym's
-Discrete(num_cards / num_values) cannot express the largest count.
+is queried), so the action space is Discrete(num_cards / num_values + 1), as in popgym 1.0.7
+(checked in tests/test_popgym_cards.py; the JAX port popjaxrl caps the answers lower).
 
 Settings as in POPGym: Easy 1 deck of colours, Medium 2 decks of suits, Hard 4 decks of ranks.
 """
