@@ -42,7 +42,10 @@ def _noisy(key: jax.Array, obs: jax.Array, sigma: float, low, high) -> jax.Array
     return jnp.clip(obs + noise, low, high)
 
 
-class PositionOnlyCartPole(CartPole):
+class _POPGymControl:
+    """POPGym's episode length and observation noise over a gymnax control env (a mixin before
+    it), which sees two observation components."""
+
     def __init__(self, max_episode_length: int = 200, noise_sigma: float = 0.0):
         super().__init__()
         self.max_episode_length = max_episode_length
@@ -53,6 +56,8 @@ class PositionOnlyCartPole(CartPole):
     def default_params(self):
         return super().default_params.replace(max_steps_in_episode=self.max_episode_length)
 
+
+class PositionOnlyCartPole(_POPGymControl, CartPole):
     def _bounds(self, params) -> tuple[jax.Array, jax.Array]:
         high = jnp.array([2 * params.x_threshold, 2 * params.theta_threshold_radians], jnp.float32)
         return -high, high
@@ -80,17 +85,7 @@ class PositionOnlyCartPole(CartPole):
         return "PositionOnlyCartPole"
 
 
-class PositionOnlyPendulum(Pendulum):
-    def __init__(self, max_episode_length: int = 200, noise_sigma: float = 0.0):
-        super().__init__()
-        self.max_episode_length = max_episode_length
-        self.noise_sigma = noise_sigma
-        self.obs_shape = (2,)
-
-    @property
-    def default_params(self):
-        return super().default_params.replace(max_steps_in_episode=self.max_episode_length)
-
+class PositionOnlyPendulum(_POPGymControl, Pendulum):
     def _observe(self, key: jax.Array, full: jax.Array) -> jax.Array:
         return _noisy(key, full[:2].astype(jnp.float32), self.noise_sigma, -1.0, 1.0)
 
