@@ -120,7 +120,7 @@ class DQNConfig(RunFlags):
     use_prev_reward: bool = False
     """Feed the previous reward (zero at episode starts) to the feature extractor."""
     context_length: int = 64
-    """Steps of memory of --torso attention (its key/value cache)."""
+    """Steps of memory of the attention torsos (attention*, gtrxl): their key/value cache."""
     eval_every: int = 10_000
     """Env steps per seed between greedy evaluations; must divide the training steps."""
     eval_episodes: int = 32

@@ -102,7 +102,7 @@ class PPOConfig(RunFlags):
     use_reset_flag: bool = False
     """Feed the episode-start flag to the feature extractor (POPGym's Antialias wrapper)."""
     context_length: int = 64
-    """Steps of memory of --torso attention (its key/value cache)."""
+    """Steps of memory of the attention torsos (attention*, gtrxl): their key/value cache."""
     eval_every: int = 20_000
     """Env steps per seed between greedy evaluations: a multiple of --num-envs x --num-steps that
     divides the training steps."""

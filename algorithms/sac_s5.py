@@ -108,7 +108,7 @@ class SACConfig(RunFlags):
     use_prev_reward: bool = False
     """Feed the previous reward (zero at episode starts) to every feature extractor."""
     context_length: int = 64
-    """Steps of memory of --torso attention (its key/value cache)."""
+    """Steps of memory of the attention torsos (attention*, gtrxl): their key/value cache."""
     eval_every: int = 5_000
     """Env steps per seed between deterministic evaluations (whole rounds; divides the training)."""
     eval_episodes: int = 32

@@ -12,13 +12,21 @@ import pytest
 from memorax.networks.sequence_models import initialize_carry_of
 from memorax.networks.torsos import TORSO_NAMES, make_torso
 from tests import sequence_contract as contract
+from tests.test_attention_positions import POSITION_TORSOS
+from tests.test_deltanet import DELTANET_TORSOS
+from tests.test_ffm_linear_attention import FFM_LINEAR_ATTENTION_TORSOS
 from tests.test_mamba2 import MAMBA2_TORSOS
 from tests.test_memoroid import MEMOROID_TORSOS
 from tests.test_self_attention import ATTENTION_TORSOS
 from tests.test_sequence_models import RNN_TORSOS
+from tests.test_xlstm import XLSTM_TORSOS
 from tests.test_zoo import ZOO_TORSOS
 
 TORSOS = {**RNN_TORSOS, **MEMOROID_TORSOS, **MAMBA2_TORSOS, **ATTENTION_TORSOS, **ZOO_TORSOS}
+TORSOS |= POSITION_TORSOS
+TORSOS |= FFM_LINEAR_ATTENTION_TORSOS
+TORSOS |= DELTANET_TORSOS
+TORSOS |= XLSTM_TORSOS
 STATELESS = {"wrapped_mlp"}
 # The registry entries that cover each --torso name: the model it builds, or its layer.
 ENTRIES_OF_TORSO = {
@@ -32,7 +40,17 @@ ENTRIES_OF_TORSO = {
     "s5": ["s5_cell", "s5_2_layers"],
     "mamba": ["mamba_cell", "mamba_chunked", "mamba_2_layers"],
     "mamba2": ["mamba2_layer", "mamba2_2_layers"],
+    "deltanet": ["deltanet_layer", "deltanet_2_layers"],
+    "gated_deltanet": ["gated_deltanet_layer", "gated_deltanet_2_layers"],
+    "mlstm": ["mlstm_layer", "mlstm_2_layers"],
+    "slstm": ["slstm_layer", "slstm_2_layers"],
     "attention": ["window_5", "window_16", "gpt_stack"],
+    "attention_rope": ["rope_window_5", "attention_rope_2_layers"],
+    "attention_nope": ["nope_window_5"],  # the stack as attention_rope_2_layers
+    "gtrxl": ["gtrxl_2_layers"],
+    "ffm": ["ffm_cell", "ffm_2_layers"],
+    "linear_attention": ["linear_attention", "linear_attention_2_layers"],
+    "linear_attention_decay": ["linear_attention_decay"],  # the stack as linear_attention_2_layers
     "framestack": ["framestack"],
     "mlp": ["wrapped_mlp"],
 }

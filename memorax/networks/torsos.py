@@ -22,7 +22,17 @@ TorsoName = Literal[
     "s5",
     "mamba",
     "mamba2",
+    "deltanet",
+    "gated_deltanet",
+    "mlstm",
+    "slstm",
+    "ffm",
+    "linear_attention",
+    "linear_attention_decay",
     "attention",
+    "attention_rope",
+    "attention_nope",
+    "gtrxl",
     "framestack",
     "mlp",
 ]
@@ -36,8 +46,18 @@ RECURRENT_CELLS: dict[str, type[nn.RNNCellBase]] = {
     "indrnn": IndRNNCell,
 }
 ATTENTION_HEADS = 4
+# The position scheme of each attention torso (SelfAttention's ``position``).
+ATTENTION_POSITIONS = {
+    "attention": "alibi",
+    "attention_rope": "rope",
+    "attention_nope": "none",
+    "gtrxl": "rope",
+}
 FRAMESTACK_FRAMES = 4  # --torso framestack sees the current input and the 3 before it
 MAMBA2_EXPAND, MAMBA2_HEAD_DIM = 2, 32  # Mamba2's defaults: channels = expand * hidden_size
+LINEAR_ATTENTION_HEADS = 4  # --torso linear_attention(_decay): heads of hidden_size / 4
+XLSTM_HEADS = 4  # --torso mlstm and slstm: heads of hidden_size / 4
+DELTANET_HEADS = 4  # --torso deltanet and gated_deltanet: heads of hidden_size / 4
 
 
 def check_torso(name: str, hidden_size: int, num_layers: int, flag: str = "--torso") -> None:
@@ -48,10 +68,19 @@ def check_torso(name: str, hidden_size: int, num_layers: int, flag: str = "--tor
         raise ValueError(
             f"--hidden-size ({hidden_size}) and --num-layers ({num_layers}) must be positive"
         )
-    if name == "attention" and hidden_size % ATTENTION_HEADS:
+    heads = {
+        **dict.fromkeys(ATTENTION_POSITIONS, ATTENTION_HEADS),
+        **dict.fromkeys(("linear_attention", "linear_attention_decay"), LINEAR_ATTENTION_HEADS),
+        **dict.fromkeys(("mlstm", "slstm"), XLSTM_HEADS),
+        **dict.fromkeys(("deltanet", "gated_deltanet"), DELTANET_HEADS),
+    }.get(name)
+    # RoPE rotates pairs of channels, so its heads need an even width.
+    rope = ATTENTION_POSITIONS.get(name) == "rope"
+    if heads and hidden_size % (heads * (2 if rope else 1)):
         raise ValueError(
-            f"--hidden-size ({hidden_size}) must be divisible by the {ATTENTION_HEADS} attention "
-            f"heads of --torso attention; use a multiple of {ATTENTION_HEADS}"
+            f"--hidden-size ({hidden_size}) must be divisible by the {heads} heads of --torso "
+            f"{name}{', each an even width (RoPE)' if rope else ''}; use a multiple of "
+            f"{heads * (2 if rope else 1)}"
         )
     if name == "mamba2" and (MAMBA2_EXPAND * hidden_size) % MAMBA2_HEAD_DIM:
         multiple = MAMBA2_HEAD_DIM // math.gcd(MAMBA2_HEAD_DIM, MAMBA2_EXPAND)
@@ -70,7 +99,21 @@ def make_torso(
     ``nn.MGUCell``, Elman ``nn.SimpleCell`` and IndRNN ``IndRNNCell``: recurrent cells stack as
     plain layers. The parallel models (minGRU, LRU, S5, Mamba, Mamba-2) stack with residual
     connections and pre-normalisation; attention is a GPT-style stack of pre-norm residual
-    self-attention and feed-forward blocks over the last ``context_length`` steps.
+    self-attention and feed-forward blocks over the last ``context_length`` steps, with ALiBi
+    positions (``attention``), RoPE (``attention_rope``) or none (``attention_nope``). ``gtrxl``
+    is Parisotto et al.'s GTrXL: the same pre-norm blocks, each followed by a GRU-type gate
+    (``GatedResidual``) instead of the residual add, with RoPE positions (relative, like
+    Transformer-XL's).
+    ``ffm`` (Fast and Forgetful Memory) stacks like the parallel models, ``linear_attention``
+    is the GPT-style stack with Katharopoulos et al.'s linear attention (every earlier step of the
+    episode, through a [D, D] state per head) and ``linear_attention_decay`` the same with a
+    learned decay per head.
+    ``mlstm`` and ``slstm`` are xLSTM's cells (Beck et al. 2024) in ``XLSTM_HEADS`` heads,
+    stacked like the parallel models: the mLSTM's matrix memory runs chunk-parallel in time,
+    the sLSTM (head-wise recurrent matrices) one step at a time.
+    ``deltanet`` and ``gated_deltanet`` (DeltaNet, Gated DeltaNet: a [D, D] state per head
+    edited by the delta rule, chunk-parallel in time) in ``DELTANET_HEADS`` heads stack like the
+    parallel models.
     ``framestack`` is an MLP ``num_layers`` deep over the last ``FRAMESTACK_FRAMES`` inputs, and
     ``mlp`` the memoryless control: the same width and depth with no carry at all.
     """
@@ -87,19 +130,49 @@ def make_torso(
         from memorax.networks.sequence_models import FrameStack
 
         return FrameStack(features=hidden_size, num_frames=FRAMESTACK_FRAMES, num_layers=num_layers)
-    if name == "attention":
+    if name in ATTENTION_POSITIONS:
+        from memorax.networks.blocks import GatedResidual
         from memorax.networks.sequence_models import SelfAttention
 
+        skip = GatedResidual if name == "gtrxl" else Residual
         blocks: list[nn.Module] = [MLP(features=(hidden_size,))]
         for _ in range(num_layers):
             attention = SelfAttention(
                 num_heads=ATTENTION_HEADS,
                 head_dim=hidden_size // ATTENTION_HEADS,
                 context_length=context_length,
+                position=ATTENTION_POSITIONS[name],
             )
-            blocks.append(Residual(PreNorm(attention)))
-            blocks.append(Residual(PreNorm(FFN(hidden_dim=2 * hidden_size))))
+            blocks.append(skip(PreNorm(attention)))
+            blocks.append(skip(PreNorm(FFN(hidden_dim=2 * hidden_size))))
         return Stack(blocks=blocks)
+    if name in ("linear_attention", "linear_attention_decay"):
+        from memorax.networks.sequence_models import LinearAttention
+
+        layers = [MLP(features=(hidden_size,))]
+        for _ in range(num_layers):
+            attention = LinearAttention(
+                num_heads=LINEAR_ATTENTION_HEADS,
+                head_dim=hidden_size // LINEAR_ATTENTION_HEADS,
+                decay=name == "linear_attention_decay",
+            )
+            layers.append(Residual(PreNorm(attention)))
+            layers.append(Residual(PreNorm(FFN(hidden_dim=2 * hidden_size))))
+        return Stack(blocks=layers)
+    if name in ("mlstm", "slstm"):
+        from memorax.networks.sequence_models import MLSTM, SLSTM
+
+        xlstm = MLSTM if name == "mlstm" else SLSTM
+        return xlstm(hidden_dim=hidden_size, num_layers=num_layers, num_heads=XLSTM_HEADS)
+    if name == "ffm":
+        from memorax.networks.sequence_models import FFM
+
+        return FFM(hidden_dim=hidden_size, num_layers=num_layers)
+    if name in ("deltanet", "gated_deltanet"):
+        from memorax.networks.sequence_models import DeltaNet, GatedDeltaNet
+
+        delta_net = DeltaNet if name == "deltanet" else GatedDeltaNet
+        return delta_net(hidden_dim=hidden_size, num_layers=num_layers, num_heads=DELTANET_HEADS)
     from memorax.networks.sequence_models import LRU, S5, Mamba, Mamba2, MinGRU
 
     if name == "mingru":

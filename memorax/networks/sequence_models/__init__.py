@@ -9,9 +9,17 @@ from memorax.networks.sequence_models.base import (
     initialize_carry_of,
     reset_carry,
 )
+from memorax.networks.sequence_models.deltanet import (
+    DeltaNet,
+    DeltaNetLayer,
+    GatedDeltaNet,
+    GatedDeltaNetLayer,
+)
+from memorax.networks.sequence_models.ffm import FFM, FFMCell
 from memorax.networks.sequence_models.framestack import FrameStack
 from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.indrnn import IndRNNCell
+from memorax.networks.sequence_models.linear_attention import LinearAttention
 from memorax.networks.sequence_models.lru import LRU, LRUCell
 from memorax.networks.sequence_models.mamba import Mamba, MambaCell, MambaLayer
 from memorax.networks.sequence_models.mamba2 import Mamba2, Mamba2Layer
@@ -22,10 +30,23 @@ from memorax.networks.sequence_models.memoroid import (
     MemoroidTorso,
 )
 from memorax.networks.sequence_models.mingru import MinGRU, MinGRULayer
+from memorax.networks.sequence_models.mlstm import MLSTM, MLSTMLayer
 from memorax.networks.sequence_models.rnn import RNN
 from memorax.networks.sequence_models.s5 import S5, S5Cell
+from memorax.networks.sequence_models.slstm import SLSTM, SLSTMLayer
 
 __all__ = [
+    "DeltaNet",
+    "DeltaNetLayer",
+    "GatedDeltaNet",
+    "GatedDeltaNetLayer",
+    "MLSTM",
+    "MLSTMLayer",
+    "SLSTM",
+    "SLSTMLayer",
+    "FFM",
+    "FFMCell",
+    "LinearAttention",
     "LRU",
     "RNN",
     "FrameStack",
