@@ -6,8 +6,10 @@ memoryless twin (mlp), final greedy return per seed.
     python benchmarks/popgym.py --difficulty Hard --total-timesteps 10000000   # a GPU run
 
 Each (task, torso) row is one call of ``algorithms.ppo_rnn.run``: --num-seeds seeds in one
-compiled run at ppo_rnn's default flags apart from the task, torso and budget, greedy evaluation
-of 32 episodes five times along the run (the last one is the row's result). The results folder
+compiled run at ppo_rnn's default flags apart from the task, torso and budget, with POPGym's
+observation protocol (``--use-prev-action --use-reset-flag``: the previous action and an
+episode-start flag, as POPGym's baselines see them), greedy evaluation of 32 episodes five
+times along the run (the last one is the row's result). The results folder
 (--output, default benchmarks/results/popgym) gets:
 
 - ``returns.csv``: long format, one line per seed (task, difficulty, torso, seed, final greedy
@@ -37,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from memorax.environments import registered_envs
+from memorax.environments.registry import POPGYM_ALIASES
 from memorax.networks.torsos import TORSO_NAMES
 from memorax.results import atomic_write, write_json
 from memorax.statistics import bootstrap_interval, interquartile_mean
@@ -44,12 +47,16 @@ from memorax.statistics import bootstrap_interval, interquartile_mean
 REPO = Path(__file__).resolve().parents[1]
 DIFFICULTIES = ("Easy", "Medium", "Hard")
 TWIN = "mlp"
+# POPGym's own baselines (popgym/baselines/ppo.py) wrap every task in PreviousAction and
+# Antialias: the policy sees the action it took last and a flag on an episode's first step. The
+# bandit, Concentration, Battleship and MineSweeper do not show the action taken otherwise.
+PROTOCOL = {"use_prev_action": True, "use_reset_flag": True}
 COLUMNS = ("task", "difficulty", "torso", "seed", "final_return", "env_steps", "date")
 
 
 def families() -> tuple[str, ...]:
     """POPGym task families that ``make`` builds at every difficulty (``<Family><Difficulty>``)."""
-    ids = set(registered_envs())
+    ids = set(registered_envs()) - set(POPGYM_ALIASES)  # each task once, by popgym's name
     found = {
         env_id[: -len(level)] for env_id in ids for level in DIFFICULTIES if env_id.endswith(level)
     }
@@ -95,7 +102,9 @@ def configs(args: argparse.Namespace) -> dict[tuple[str, str], object]:
     rows = {}
     for task in args.tasks:
         for torso in args.torsos:
-            flags = dict(env_id=task + args.difficulty, torso=torso, num_seeds=args.num_seeds)
+            flags = dict(
+                env_id=task + args.difficulty, torso=torso, num_seeds=args.num_seeds, **PROTOCOL
+            )
             try:
                 round_steps = PPOConfig(**flags).steps_per_round
                 rounds = max(args.total_timesteps // round_steps, 1)
@@ -170,7 +179,8 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
     lines += [
         "",
         f"Final greedy return (32 episodes) of ppo_rnn, IQM [95% bootstrap CI] over {seeds} seeds, "
-        f"{', '.join(f'{s:,}' for s in steps)} env steps per seed, default flags otherwise; "
+        f"{', '.join(f'{s:,}' for s in steps)} env steps per seed, --use-prev-action "
+        "--use-reset-flag (POPGym's protocol), default flags otherwise; "
         f"{TWIN} is the memoryless twin. POPGym scales returns to [-1, 1]; the last row is the "
         f"mean of the IQMs over the tasks every torso ran. Run on {', '.join(dates)}; machine: "
         f"{machine['cpu']}, {machine['cpu_count']} cores, jax {machine['jax']}.",

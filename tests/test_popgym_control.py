@@ -137,3 +137,15 @@ def test_made_by_popgyms_ids_and_wrong_ids_refused_with_the_fix():
         check_env_id("RepeatFirstExtreme", "--env-id")
     with pytest.raises(ValueError, match=r"unknown \(did you mean PositionOnlyPendulumEasy\?\)"):
         check_env_id("PositionOnlyPendelumEasy", "--env-id")
+
+
+def test_the_papers_stateless_names_build_the_same_tasks_and_are_benchmarked_once():
+    from benchmarks.popgym import families
+    from memorax.environments import make
+
+    for level in ("Easy", "Hard"):
+        alias, env_id = f"NoisyStatelessPendulum{level}", f"NoisyPositionOnlyPendulum{level}"
+        (env, params), (same, same_params) = make(alias), make(env_id)
+        assert type(env) is type(same) and env.noise_sigma == same.noise_sigma
+        assert params == same_params
+    assert "StatelessCartPole" not in families() and "PositionOnlyCartPole" in families()

@@ -478,7 +478,7 @@ def test_vmapped_auto_reset_keeps_returns_in_popgyms_range(env_id: str) -> None:
 
 
 def test_registry_names_and_settings() -> None:
-    assert set(POPGYM_GAMES) == set(ENV_IDS)
+    assert set(ENV_IDS) <= set(POPGYM_GAMES)  # Battleship and MineSweeper: test_popgym_boards
     settings = {
         "HigherLower": [dict(num_decks=1), dict(num_decks=2), dict(num_decks=3)],
         "MultiarmedBandit": [

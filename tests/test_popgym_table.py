@@ -65,6 +65,7 @@ def test_a_second_call_replaces_only_the_rows_it_ran(tmp_path, monkeypatch):
     import algorithms.ppo_rnn
 
     def fake_run(cfg):  # what run returns, without training: the seeds' returns are the torso's
+        assert cfg.use_prev_action and cfg.use_reset_flag  # POPGym's baselines' protocol
         run_dir = Path(cfg.output_dir) / "run"
         run_dir.mkdir()
         (run_dir / "learning_curve.png").write_bytes(b"")

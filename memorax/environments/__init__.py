@@ -19,19 +19,26 @@ e.g. ``MNISTBandit-bsuite``), which ``make`` refuses by name. Ours:
   CartPole is nearly solvable without memory: never use it as proof of memory.
 - ``RepeatFirst``, ``RepeatPrevious``, ``CountRecall``, ``Autoencode`` with suffix ``Easy``,
   ``Medium`` or ``Hard`` (POPGym, Morad et al. 2023), and gymnax's ``MemoryChain-bsuite``.
-- POPGym's ``HigherLower``, ``MultiarmedBandit`` and ``Concentration``, with the same suffixes
-  (``POPGYM_GAMES``). The bandit and Concentration do not show the action taken: train them with
-  ``--use-prev-action``.
+- POPGym's ``HigherLower``, ``MultiarmedBandit``, ``Concentration``, ``Battleship`` and
+  ``MineSweeper``, with the same suffixes (``POPGYM_GAMES``). All but HigherLower do not show the
+  action taken: train them with ``--use-prev-action``.
+- POPGym's ``LabyrinthEscape`` and ``LabyrinthExplore``, with the same suffixes (``POPGYM_GAMES``).
+  They show the last action; POPGym warns that a memoryless MLP solves them better than an LSTM.
 - POPGym's ``PositionOnlyCartPole``, ``PositionOnlyPendulum``, ``NoisyPositionOnlyCartPole`` and
   ``NoisyPositionOnlyPendulum``, with the same suffixes (``POPGYM_CONTROL``): POPGym's episode
-  lengths, noise and reward scale, unlike ``CartPole-P-v1`` and ``Pendulum-P-v1``.
+  lengths, noise and reward scale, unlike ``CartPole-P-v1`` and ``Pendulum-P-v1``. The POPGym
+  paper's names for them (``StatelessCartPoleEasy``, ``NoisyStatelessPendulumHard``, ...) are
+  aliases (``POPGYM_ALIASES``).
 """
 
 from memorax.environments.autoencode import Autoencode
+from memorax.environments.battleship import Battleship
 from memorax.environments.concentration import Concentration
 from memorax.environments.count_recall import CountRecall
 from memorax.environments.episode_statistics import EpisodeStatistics, EpisodeStatisticsState
 from memorax.environments.higher_lower import HigherLower
+from memorax.environments.labyrinth import LabyrinthEscape, LabyrinthExplore
+from memorax.environments.minesweeper import MineSweeper
 from memorax.environments.multiarmed_bandit import MultiarmedBandit
 from memorax.environments.registry import (
     MEMORY_TASKS,
@@ -60,6 +67,7 @@ __all__ = [
     "POPGYM_CONTROL",
     "POPGYM_GAMES",
     "Autoencode",
+    "Battleship",
     "Concentration",
     "CountRecall",
     "EpisodeStatistics",
@@ -67,6 +75,9 @@ __all__ = [
     "FlickerObservation",
     "GaussianNoiseObservation",
     "HigherLower",
+    "LabyrinthEscape",
+    "LabyrinthExplore",
+    "MineSweeper",
     "MultiarmedBandit",
     "ObservationWrapper",
     "RepeatFirst",

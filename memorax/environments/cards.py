@@ -87,3 +87,26 @@ class CardGame(environment.Environment[Any, environment.EnvParams]):
 def signed_reward(correct: jax.Array, scale: float) -> jax.Array:
     """POPGym's per-step reward: +scale when the answer is right, -scale when wrong."""
     return jnp.where(correct, scale, -scale).astype(jnp.float32)
+
+
+def _mix(x: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 in which every input bit flips
+    each output bit with probability about 1/2."""
+    x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
+    x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def random_words(key: jax.Array, num_words: int) -> jax.Array:
+    """``num_words`` random uint32 words for a board layout: [num_words].
+
+    Two words of ``jax.random.bits`` key a counter that is hashed twice with MurmurHash3's
+    finaliser (as SplitMix does). A layout drawn at every step of an auto-resetting env (gymnax
+    computes the reset under vmap whether it is taken or not) needs dozens of words, and threefry
+    (20 rounds for every two words) cost several times the rest of the reset on a CPU
+    (benchmarks/popgym_reset.py); the hash costs one threefry block and a few integer operations
+    per word. The layouts' laws are checked against POPGym's in tests/test_popgym_boards.py.
+    """
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    counter = jnp.arange(num_words, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9)
+    return _mix(_mix(seed[0] + counter) ^ seed[1])

@@ -22,9 +22,12 @@ from gymnax.environments import environment
 
 from memorax.environments import (
     autoencode,
+    battleship,
     concentration,
     count_recall,
     higher_lower,
+    labyrinth,
+    minesweeper,
     multiarmed_bandit,
     popgym_control,
     repeat_first,
@@ -88,6 +91,10 @@ POPGYM_GAMES: dict[str, Callable[..., Any]] = _by_difficulty(
         (higher_lower.HigherLower, higher_lower.DIFFICULTIES),
         (multiarmed_bandit.MultiarmedBandit, multiarmed_bandit.DIFFICULTIES),
         (concentration.Concentration, concentration.DIFFICULTIES),
+        (battleship.Battleship, battleship.DIFFICULTIES),
+        (minesweeper.MineSweeper, minesweeper.DIFFICULTIES),
+        (labyrinth.LabyrinthEscape, labyrinth.DIFFICULTIES),
+        (labyrinth.LabyrinthExplore, labyrinth.DIFFICULTIES),
     )
 )
 
@@ -99,6 +106,14 @@ NEEDS_DOWNLOAD: dict[str, str] = {"MNISTBandit-bsuite": "MNIST"}
 # POPGym's position-only CartPole and Pendulum and their noisy variants, POPGym's lengths and
 # reward scale ("PositionOnlyCartPoleEasy"; memorax's CartPole-P-v1 keeps gymnax's).
 POPGYM_CONTROL: dict[str, Callable[..., Any]] = dict(popgym_control.TASKS)
+# The POPGym paper's names for those tasks (popgym's package names them PositionOnly...):
+# "StatelessCartPoleEasy" builds PositionOnlyCartPoleEasy. Benchmarks list each task once.
+POPGYM_ALIASES: dict[str, str] = {
+    f"{noise}Stateless{system}{level}": f"{noise}PositionOnly{system}{level}"
+    for noise in ("", "Noisy")
+    for system in ("CartPole", "Pendulum")
+    for level in ("Easy", "Medium", "Hard")
+}
 
 _REGISTRY: dict[str, Callable[..., Any]] = {
     **{
@@ -110,6 +125,7 @@ _REGISTRY: dict[str, Callable[..., Any]] = {
     **MEMORY_TASKS,
     **POPGYM_GAMES,
     **POPGYM_CONTROL,
+    **{alias: POPGYM_CONTROL[task] for alias, task in POPGYM_ALIASES.items()},
 }
 
 
