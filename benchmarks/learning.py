@@ -33,7 +33,13 @@ ROWS = {
     "ppo_rnn": [
         "CartPole-P-v1:gru", "CartPole-P-v1:mlp", "RepeatPreviousEasy:gru",
         "RepeatPreviousEasy:mlp", "CartPole-P-v1:s5", "CartPole-P-v1:lru", "CartPole-P-v1:mamba",
-        "CartPole-P-v1:attention",
+        "CartPole-P-v1:attention", "CartPole-P-v1:lstm", "CartPole-P-v1:mgu",
+        "CartPole-P-v1:elman", "CartPole-P-v1:indrnn", "CartPole-P-v1:mingru",
+        "CartPole-P-v1:framestack", "CartPole-P-v1:mamba2", "CartPole-P-v1:attention_rope",
+        "CartPole-P-v1:attention_nope", "CartPole-P-v1:gtrxl", "CartPole-P-v1:ffm",
+        "CartPole-P-v1:linear_attention", "CartPole-P-v1:linear_attention_decay",
+        "CartPole-P-v1:deltanet", "CartPole-P-v1:gated_deltanet", "CartPole-P-v1:mlstm",
+        "CartPole-P-v1:slstm",
     ],
     "dqn_mamba": [
         "CartPole-P-v1:mamba", "CartPole-P-v1:mlp", "RepeatPreviousEasy:mamba",
