@@ -2,9 +2,10 @@
 
     python -m benchmarks.sequence_models            # from the repository root
 
-GRU (``FusedGRUCell``, as ``--torso gru`` builds it) and LSTM (sequential scans) against LRU and
-S5 (associative scans), Mamba (its chunked selective scan, and the associative form), Mamba-2
-(chunked matmuls) and windowed self-attention, at batch 32, width 128, T = 64 ... 2048, with
+Every ``--torso`` (as ``make_torso`` builds it at one layer): GRU (``FusedGRUCell``) and LSTM
+and the other sequential scans against LRU and S5 (associative scans), Mamba (its chunked
+selective scan, and the associative form), Mamba-2 (chunked matmuls), windowed self-attention and
+the rest of the zoo, at batch 32, width 128, T = 64 ... 2048, with
 random episode resets. Time is the median of repeated runs of the compiled loss-and-gradient
 call; memory is what XLA's memory analysis of that compiled call reports: temp + argument +
 output bytes (on CPU there is no allocator peak to read). Results go to
@@ -16,7 +17,8 @@ import io
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import flax.linen as nn
@@ -26,8 +28,8 @@ import matplotlib
 import tyro
 
 from benchmarks.machine import machine_info
-from memorax.networks import RNN
-from memorax.networks.sequence_models import LRU, S5, FusedGRUCell, Mamba, Mamba2, SelfAttention
+from memorax.networks.sequence_models import Mamba
+from memorax.networks.torsos import TORSO_NAMES, make_torso
 from memorax.results import atomic_write, write_json
 
 matplotlib.use("Agg")
@@ -48,25 +50,17 @@ class Config:
     """Input width and width of every torso."""
     repeats: int = 5
     """Timed runs per point (after one compiling run); halved from T = 1024 on."""
-    models: tuple[str, ...] = (
-        "gru", "lstm", "lru", "s5", "mamba", "mamba_associative", "mamba2", "attention",
-    )  # fmt: skip
-    """Which torsos to time."""
+    models: tuple[str, ...] = ()
+    """Which torsos to time (default: every --torso name, and Mamba's associative form)."""
     reset_probability: float = 0.01
     """Chance that a step starts a new episode."""
 
 
 def make_models(hidden_dim: int) -> dict[str, Callable[[], nn.Module]]:
-    return {
-        "gru": lambda: RNN(FusedGRUCell(features=hidden_dim)),  # what --torso gru builds
-        "lstm": lambda: RNN(nn.OptimizedLSTMCell(features=hidden_dim)),
-        "lru": lambda: LRU(hidden_dim=hidden_dim),
-        "s5": lambda: S5(hidden_dim=hidden_dim, state_dim=hidden_dim),
-        "mamba": lambda: Mamba(hidden_dim=hidden_dim),  # the chunked selective scan
-        "mamba_associative": lambda: Mamba(hidden_dim=hidden_dim, scan="associative"),
-        "mamba2": lambda: Mamba2(hidden_dim=hidden_dim),
-        "attention": lambda: SelfAttention(num_heads=4, head_dim=hidden_dim // 4),
-    }
+    """Every --torso name as ``make_torso`` builds it at one layer (attention and gtrxl with
+    their feed-forward blocks), and Mamba with the associative form of its selective scan."""
+    built = {name: partial(make_torso, name, hidden_dim) for name in TORSO_NAMES}
+    return built | {"mamba_associative": lambda: Mamba(hidden_dim=hidden_dim, scan="associative")}
 
 
 def measure(model: nn.Module, cfg: Config, length: int) -> dict:
@@ -144,6 +138,11 @@ def plot(results: dict[str, list[dict]], title: str) -> bytes:
 def main(cfg: Config) -> None:
     platform = jax.devices()[0].platform
     factories = make_models(cfg.hidden_dim)
+    if not cfg.models:
+        cfg = replace(cfg, models=tuple(factories))
+    unknown = sorted(set(cfg.models) - set(factories))
+    if unknown:
+        raise SystemExit(f"error: --models {unknown} unknown; choose from {', '.join(factories)}")
     results: dict[str, list[dict]] = {}
     for name in cfg.models:
         results[name] = []
