@@ -537,7 +537,6 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
     assert np.all(np.isfinite(saved)) and np.all(saved < 0)  # Pendulum's returns are negative
 
 
-@pytest.mark.timeout(600)
 # Alone it takes 3-4 minutes; beside another test worker on 2 cores it took 501 s in CI, close to
 # the 600 s hang guard (pyproject.toml), so it gets twice that.
 @pytest.mark.timeout(1200)
