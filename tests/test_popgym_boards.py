@@ -47,6 +47,7 @@ from tests.test_popgym_reference import (
     our_returns,
     ours,
     play_ours,
+    popgym_episode_returns,
     random_policy,
     replay,
 )
@@ -475,18 +476,12 @@ def test_mine_layouts_are_uniform_like_popgyms() -> None:
 def popgym_returns(env_id: str, num_episodes: int, seed: int) -> np.ndarray:
     """Returns of uniformly random actions in POPGym's env."""
     reference = popgym_env(env_id)
-    rng = np.random.default_rng(seed)
-    returns = []
-    for episode in range(num_episodes):
-        reference.reset(seed=seed + episode)
-        episode_return, done = 0.0, False
-        while not done:
-            action = [int(rng.integers(n)) for n in reference.action_space.nvec]
-            _, reward, terminated, truncated, _ = reference.step(np.array(action))
-            episode_return += reward
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
+    nvec = reference.action_space.nvec
+
+    def policy(rng, *_):
+        return np.array([int(rng.integers(n)) for n in nvec])
+
+    return popgym_episode_returns(reference, policy, num_episodes, seed)
 
 
 @pytest.mark.parametrize("env_id", ["BattleshipEasy", "MineSweeperEasy"])

@@ -41,7 +41,12 @@ import scipy.stats
 from memorax.environments import POPGYM_GAMES, EpisodeStatistics, make
 from memorax.environments import maze as mazes
 from memorax.environments.labyrinth import LabyrinthState
-from tests.test_popgym_reference import Trace, assert_same_law, assert_same_trace
+from tests.test_popgym_reference import (
+    Trace,
+    assert_same_law,
+    assert_same_trace,
+    popgym_episode_returns,
+)
 
 LEVELS = ("Easy", "Medium", "Hard")
 FAMILIES = ("LabyrinthEscape", "LabyrinthExplore")
@@ -572,18 +577,9 @@ def test_whole_maze_law_equals_mazelibs_on_3_by_3(picks_budget: int) -> None:
 
 
 def popgym_random_returns(env_id: str, num_episodes: int, seed: int) -> np.ndarray:
-    reference = popgym_env(env_id)
-    rng = np.random.default_rng(seed)
-    returns = []
-    for episode in range(num_episodes):
-        reference.reset(seed=seed + episode)
-        episode_return, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = reference.step(int(rng.integers(4)))
-            episode_return += reward
-            done = terminated or truncated
-        returns.append(episode_return)
-    return np.array(returns)
+    return popgym_episode_returns(
+        popgym_env(env_id), lambda rng, *_: int(rng.integers(4)), num_episodes, seed
+    )
 
 
 def our_random_returns(env_id: str, num_episodes: int, seed: int) -> np.ndarray:

@@ -371,7 +371,11 @@ def our_returns(env_id: str, policy: Callable, num_episodes: int, seed: int) -> 
 
 def popgym_returns(env_id: str, policy: Callable, num_episodes: int, seed: int) -> np.ndarray:
     """``policy(rng, obs, prev_action, prev_reward)`` on POPGym's observations (integers)."""
-    reference = popgym_env(env_id)
+    return popgym_episode_returns(popgym_env(env_id), policy, num_episodes, seed)
+
+
+def popgym_episode_returns(reference, policy: Callable, num_episodes: int, seed: int) -> np.ndarray:
+    """Returns of ``policy`` in POPGym's env ``reference``, episode i reset with seed + i."""
     rng = np.random.default_rng(seed)
     returns = []
     for episode in range(num_episodes):

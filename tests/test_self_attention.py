@@ -15,10 +15,11 @@ FEATURES = contract.FEATURES
 
 
 def gpt_stack(num_layers: int) -> Stack:
+    """Blocks composed as make_torso("attention") composes them: x + f(norm(x))."""
     blocks = []
     for _ in range(num_layers):
-        blocks.append(PreNorm(Residual(SelfAttention(num_heads=2, head_dim=4, context_length=5))))
-        blocks.append(PreNorm(Residual(FFN(hidden_dim=16))))
+        blocks.append(Residual(PreNorm(SelfAttention(num_heads=2, head_dim=4, context_length=5))))
+        blocks.append(Residual(PreNorm(FFN(hidden_dim=16))))
     return Stack(blocks=blocks)
 
 
