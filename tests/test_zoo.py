@@ -200,3 +200,30 @@ def test_new_torsos_build_at_any_width_and_depth(name):
     new_carry, y = jax.eval_shape(model.apply, params, x, reset, carry)
     assert y.shape == (2, 3, 5)
     assert jax.tree.map(lambda a: a.shape, new_carry) == jax.tree.map(jnp.shape, carry)
+
+
+@pytest.mark.parametrize(
+    ("name", "order_blind"),
+    [
+        ("linear_attention", True),
+        ("attention_nope", True),
+        ("linear_attention_decay", False),
+        ("attention_rope", False),
+        ("gru", False),
+    ],
+)
+def test_which_torsos_cannot_tell_the_order_of_earlier_steps(name, order_blind):
+    """Linear attention without decay and attention without positions see the steps before
+    the current one as a set: permuting them leaves the output unchanged, so no width or
+    training can read a velocity from positions (their CartPole-P rows, 141 and 223, against
+    500 for their ordered twins). The ordered twins must change."""
+    model = make_torso(name, 16)
+    x = jax.random.normal(jax.random.key(0), (1, 10, 16))
+    reset = jnp.zeros((1, 10), bool)
+    carry = model.initialize_carry(1)
+    params = jax.jit(model.init)(jax.random.key(1), x, reset, carry)
+    permuted = x[:, jnp.array([3, 7, 0, 8, 1, 5, 2, 6, 4, 9])]  # the last step stays last
+    apply = jax.jit(model.apply)
+    change = float(jnp.max(jnp.abs(apply(params, x, reset, carry)[1][:, -1]
+                                   - apply(params, permuted, reset, carry)[1][:, -1])))  # fmt: skip
+    assert (change <= 1e-5) if order_blind else (change > 1e-3), change
