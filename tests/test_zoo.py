@@ -1,4 +1,4 @@
-"""The memory zoo (minGRU, FrameStack, IndRNN, MGU, Elman): each torso against its paper's
+"""The memory zoo (minGRU, FrameStack, IndRNN, MGU, Elman, LSTM): each torso against its paper's
 equations stepped here in a float64 Python loop from the raw parameters, with resets; minGRU at
 T = 2048; the --torso flags at any width and depth (the contract checks run in test_contract.py
 over ZOO_TORSOS, and over RNN_TORSOS' "mgu" and "simple" for the flax cells)."""
@@ -186,6 +186,34 @@ def test_elman_matches_its_equation():
         return np.tanh(x_t @ p["i"]["kernel"] + p["i"]["bias"] + h @ p["h"]["kernel"])
 
     _check_against(model, params, step)
+
+
+def test_lstm_matches_its_equations():
+    """flax's OptimizedLSTMCell, as --torso lstm builds it (Hochreiter & Schmidhuber 1997, with
+    a forget gate): i, f, o = sigmoid(W_i* x + W_h* h + b_h*), g = tanh(W_ig x + W_hg h + b_hg),
+    c = f c + i g, h = o tanh(c); the carry (c, h) zeroed where an episode starts."""
+    model = contract.Compiled(make_torso("lstm", 8))
+    x, reset = _reference_inputs()
+    params = contract.init_params(model, x, reset)
+    p = _numpy(params["params"]["cell"])
+    width = 8
+
+    def gate(name, x_t, h):
+        return x_t @ p[f"i{name}"]["kernel"] + h @ p[f"h{name}"]["kernel"] + p[f"h{name}"]["bias"]
+
+    def step(state, x_t):  # state: [B, 2H] = (c, h)
+        c, h = state[:, :width], state[:, width:]
+        c = _sigmoid(gate("f", x_t, h)) * c + _sigmoid(gate("i", x_t, h)) * np.tanh(
+            gate("g", x_t, h)
+        )
+        return np.concatenate([c, _sigmoid(gate("o", x_t, h)) * np.tanh(c)], axis=1)
+
+    carry = contract.warm_carry(model, params, 4, FEATURES)
+    assert min(float(jnp.max(jnp.abs(part))) for part in carry) > 0.0
+    states, last = _recurrence(step, x, reset, np.concatenate(carry, axis=1))
+    actual_carry, y = model.apply(params, x, reset, carry)
+    np.testing.assert_allclose(y, states[..., width:], atol=1e-5)
+    np.testing.assert_allclose(np.concatenate(actual_carry, axis=1), last, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", NEW_TORSOS)
