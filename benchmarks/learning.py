@@ -84,9 +84,10 @@ def run_row(script: str, row: str) -> dict:
         summary = json.loads((run_dir / "summary.json").read_text())
         write_json(results / f"{name}.json", summary)
     replay = "prioritised" if "prioritised" in options else "uniform"
-    date = machine_info()["date"]
+    machine = machine_info()
     return {
-        "row": row, "env_id": env_id, "torso": torso, "budget": budget, "date": date,
+        "row": row, "env_id": env_id, "torso": torso, "budget": budget, "date": machine["date"],
+        "machine": f"{machine['cpu']}, {machine['cpu_count']} cores",
         **({"replay": replay} if script == "dqn_mamba" else {}), **summary,
     }  # fmt: skip
 
@@ -111,15 +112,16 @@ def write_table(script: str, rows: dict[str, dict]) -> None:
             + (f"{row['replay']} | " if replay else "")
             + f"{row['budget']:,} | "
             f"{row['final_eval_return_iqm']:.2f} [{low:.2f}, {high:.2f}] | {per_seed} | "
-            f"{row['compile_seconds']:.0f} | {row['env_steps_per_second']:,.0f} | {row['date']} |"
+            f"{row['compile_seconds']:.0f} | {row['env_steps_per_second']:,.0f} | {row['date']}, "
+            f"{row['machine']} |"
         )
     lines += [
         "",
         f"{NUM_SEEDS} seeds per row in one compiled run, {EVALUATION[script]} on 32 "
         "episodes; "
         f"default flags of algorithms/{script}.py otherwise; env steps/s counts every seed's "
-        f"steps over the whole run (machines drift: compare speeds only within one date). "
-        f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, jax {machine['jax']}.",
+        f"steps over the whole run (machines drift: compare speeds only within one date and "
+        f"machine). jax {machine['jax']}.",
     ]
     atomic_write(results / "table.md", ("\n".join(lines) + "\n").encode())
 
@@ -134,7 +136,11 @@ def main() -> None:
     if table_path.exists():
         table = json.loads(table_path.read_text())
         for row in table["rows"]:
-            row.setdefault("date", table["machine"]["date"])  # rows from before rows were dated
+            # Rows from before rows were dated, or named their machine: the table's machine was
+            # theirs (one machine wrote every such table).
+            row.setdefault("date", table["machine"]["date"])
+            machine = table["machine"]
+            row.setdefault("machine", f"{machine['cpu']}, {machine['cpu_count']} cores")
             rows[row.get("row", f"{row['env_id']}:{row['torso']}")] = row
     for key in args.rows or ROWS[args.script]:
         if key not in ROWS[args.script]:
