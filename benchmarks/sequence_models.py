@@ -36,7 +36,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SEQUENTIAL = ("gru", "lstm")
+SEQUENTIAL = ("gru", "lstm")  # the RNNs the parallel models are measured against
+# The other torsos stepped one step at a time (and the memoryless mlp): no crossover to report.
+STEPPED = SEQUENTIAL + ("mgu", "elman", "indrnn", "slstm", "mlp")
 MEMORY_MEASURE = "temp + argument + output bytes of the compiled forward+backward (XLA)"
 
 
@@ -102,7 +104,7 @@ def crossovers(results: dict[str, list[dict]]) -> dict[str, int | None]:
     sequential = [name for name in SEQUENTIAL if name in results]
     found = {}
     for name, points in results.items():
-        if name in SEQUENTIAL or not sequential:
+        if name in STEPPED or not sequential:
             continue
         found[name] = None
         for i in reversed(range(len(points))):
@@ -114,21 +116,28 @@ def crossovers(results: dict[str, list[dict]]) -> dict[str, int | None]:
 
 
 def plot(results: dict[str, list[dict]], title: str) -> bytes:
-    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, points in results.items():
+    figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(13, 5.5))
+    colours = plt.get_cmap("tab20").colors
+    for i, (name, points) in enumerate(results.items()):
         lengths = [point["length"] for point in points]
-        style = "--" if name in SEQUENTIAL else "-"
-        time_axis.plot(lengths, [1e3 * p["seconds"] for p in points], style, marker="o", label=name)
-        memory_axis.plot(lengths, [p["memory_bytes"] / 2**20 for p in points], style, marker="o")
+        # Stepped models dashed; colour and marker together tell the two dozen lines apart.
+        style = dict(
+            linestyle="--" if name in STEPPED else "-",
+            marker="os^vD"[i // len(colours) + 2 * (i % 2)],
+            color=colours[i % len(colours)],
+            markersize=4,
+        )
+        time_axis.plot(lengths, [1e3 * p["seconds"] for p in points], label=name, **style)
+        memory_axis.plot(lengths, [p["memory_bytes"] / 2**20 for p in points], **style)
     for axis, label in [(time_axis, "forward+backward (ms)"), (memory_axis, "memory (MiB)")]:
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
         axis.set_xlabel("sequence length T")
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
-    time_axis.legend()
+    figure.legend(loc="center right", fontsize=8)
     figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 0.84, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     plt.close(figure)
