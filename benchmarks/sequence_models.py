@@ -28,6 +28,7 @@ import matplotlib
 import tyro
 
 from benchmarks.machine import machine_info
+from benchmarks.zoo import KIND
 from memorax.networks.sequence_models import Mamba
 from memorax.networks.torsos import TORSO_NAMES, make_torso
 from memorax.results import atomic_write, write_json
@@ -37,8 +38,8 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEQUENTIAL = ("gru", "lstm")  # the RNNs the parallel models are measured against
-# The other torsos stepped one step at a time (and the memoryless mlp): no crossover to report.
-STEPPED = SEQUENTIAL + ("mgu", "elman", "indrnn", "slstm", "mlp")
+# The torsos that are not parallel in time (the stepped cells, the memoryless mlp): no crossover.
+STEPPED = {name for name, (kind, *_) in KIND.items() if kind != "parallel"}
 MEMORY_MEASURE = "temp + argument + output bytes of the compiled forward+backward (XLA)"
 
 

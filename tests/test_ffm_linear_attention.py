@@ -11,7 +11,7 @@ import pytest
 from memorax.networks.sequence_models import FFMCell, LinearAttention, Memoroid
 from memorax.networks.torsos import LINEAR_ATTENTION_HEADS, check_torso, make_torso
 from tests import sequence_contract as contract
-from tests.test_memoroid import LONG_LENGTH, _stepwise_scan
+from tests.test_memoroid import LONG_LENGTH, stepwise_scan
 
 FEATURES = contract.FEATURES
 
@@ -174,7 +174,7 @@ def test_long_sequence(model):
     carry = model.initialize_carry(2)
     params = jax.jit(model.init)(jax.random.key(0), x[:, :4], reset[:, :4], carry)
     parallel_carry, parallel = jax.jit(model.apply)(params, x, reset, carry)
-    stepwise_carry, stepwise = _stepwise_scan(model)(params, x, reset, carry)
+    stepwise_carry, stepwise = stepwise_scan(model)(params, x, reset, carry)
     assert bool(jnp.all(jnp.isfinite(parallel)))
     assert contract.max_abs_diff(parallel, stepwise) <= LONG_OUTPUT_TOLERANCE
     leaves = zip(jax.tree.leaves(parallel_carry), jax.tree.leaves(stepwise_carry), strict=True)

@@ -242,7 +242,7 @@ def test_initialisations():
     np.testing.assert_allclose(hippo_n @ vectors, vectors * eigenvalues, atol=1e-6)
 
 
-def _stepwise_scan(model: nn.Module):
+def stepwise_scan(model: nn.Module):
     """T one-step calls threading the carry, as one jitted lax.scan (for long sequences)."""
 
     @jax.jit
@@ -265,7 +265,7 @@ def check_long_sequence(model: nn.Module, features: int) -> None:
     carry = model.initialize_carry(2)
     params = jax.jit(model.init)(jax.random.key(0), x[:, :4], reset[:, :4], carry)
     parallel_carry, parallel = jax.jit(model.apply)(params, x, reset, carry)
-    stepwise_carry, stepwise = _stepwise_scan(model)(params, x, reset, carry)
+    stepwise_carry, stepwise = stepwise_scan(model)(params, x, reset, carry)
     assert bool(jnp.all(jnp.isfinite(parallel)))
     assert contract.max_abs_diff(parallel, stepwise) <= LONG_TOLERANCE
     assert contract.max_abs_diff(parallel_carry, stepwise_carry) <= LONG_TOLERANCE

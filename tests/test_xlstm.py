@@ -12,6 +12,7 @@ import pytest
 from memorax.networks.sequence_models import MLSTM, SLSTM, MLSTMLayer, SLSTMLayer
 from memorax.networks.torsos import check_torso, make_torso
 from tests import sequence_contract as contract
+from tests.test_memoroid import stepwise_scan
 
 FEATURES = contract.FEATURES
 EMPTY = -1e30  # the stabiliser of an empty memory
@@ -169,25 +170,9 @@ def _long_inputs():
     return contract.inputs(jax.random.key(15), 2, 2048, FEATURES), reset
 
 
-def _stepwise_scan(model):
-    """T one-step calls threading the carry, as one jitted lax.scan (built once per model)."""
-
-    @jax.jit
-    def run(params, x, reset, carry):
-        def step(carry, inputs):
-            x_t, reset_t = inputs  # [B, F], [B]
-            carry, y = model.apply(params, x_t[:, None], reset_t[:, None], carry)
-            return carry, y[:, 0]
-
-        carry, y = jax.lax.scan(step, carry, (x.swapaxes(0, 1), reset.swapaxes(0, 1)))
-        return carry, y.swapaxes(0, 1)
-
-    return run
-
-
 # Chunks of 48 over T = 2048: 43 chunks, the last one padded.
 LONG_MLSTM = contract.Compiled(MLSTMLayer(features=8, num_heads=2, chunk_size=48))
-LONG_MLSTM_STEPWISE = _stepwise_scan(LONG_MLSTM.model)
+LONG_MLSTM_STEPWISE = stepwise_scan(LONG_MLSTM.model)
 
 
 @pytest.mark.parametrize(("gate_scale", "tolerance"), [(1.0, 1e-4), (25.0, 2e-3)])
