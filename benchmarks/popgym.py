@@ -13,8 +13,10 @@ times along the run (the last one is the row's result). The results folder
 (--output, default benchmarks/results/popgym) gets:
 
 - ``returns.csv``: long format, one line per seed (task, difficulty, torso, seed, final greedy
-  return, env steps, date); rows from an earlier call stay unless this call re-ran them, so a
-  table can be built over several calls;
+  return, env steps, date, machine); rows from an earlier call stay unless this call re-ran them,
+  so a table can be built over several calls. A row already there with the same budget and number
+  of seeds is not trained again (so the same command resumes an interrupted table); --rerun
+  trains it again;
 - ``table.md``: IQM [95% bootstrap CI] per task and torso, and per torso the mean over tasks of
   those IQMs (POPGym scales every task's return to [-1, 1], so tasks weigh the same), the
   machine and the flags;
@@ -24,6 +26,9 @@ times along the run (the last one is the row's result). The results folder
 Defaults are sized for a 2-core CPU: Easy, torsos gru s5 lru mamba and mlp, 4 seeds, 500,000 env
 steps per seed; a row takes 2 to 6 minutes there (ppo_rnn's default network), so the whole
 table (every family, 5 torsos) takes hours: run it in parts with --tasks, or on a GPU.
+
+--tasks takes our family names or POPGym's (StatelessCartPole is our PositionOnlyCartPole, the
+same task); the table names each task by ours.
 """
 
 import argparse
@@ -51,7 +56,7 @@ TWIN = "mlp"
 # Antialias: the policy sees the action it took last and a flag on an episode's first step. The
 # bandit, Concentration, Battleship and MineSweeper do not show the action taken otherwise.
 PROTOCOL = {"use_prev_action": True, "use_reset_flag": True}
-COLUMNS = ("task", "difficulty", "torso", "seed", "final_return", "env_steps", "date")
+COLUMNS = ("task", "difficulty", "torso", "seed", "final_return", "env_steps", "date", "machine")
 
 
 def families() -> tuple[str, ...]:
@@ -61,6 +66,12 @@ def families() -> tuple[str, ...]:
         env_id[: -len(level)] for env_id in ids for level in DIFFICULTIES if env_id.endswith(level)
     }
     return tuple(sorted(f for f in found if all(f + level in ids for level in DIFFICULTIES)))
+
+
+def popgym_names() -> dict[str, str]:
+    """POPGym's family names that are ours under another name: {POPGym's: ours}."""
+    return {alias[: -len("Easy")]: task[: -len("Easy")] for alias, task in POPGYM_ALIASES.items()
+            if alias.endswith("Easy")}  # fmt: skip
 
 
 def _refuse(flag: str, value: str, valid: tuple[str, ...]) -> None:
@@ -80,12 +91,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-seeds", type=int, default=4)
     parser.add_argument("--total-timesteps", type=int, default=500_000)
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "popgym"))
+    parser.add_argument(
+        "--rerun", action="store_true",
+        help="train rows again that returns.csv already holds at this budget and number of seeds",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     valid_families = families()
+    aliases = popgym_names()
     args.tasks = args.tasks or list(valid_families)
     for task in args.tasks:
-        if task not in valid_families:
-            _refuse("--tasks", task, valid_families)
+        if task not in valid_families and task not in aliases:
+            _refuse("--tasks", task, valid_families + tuple(aliases))
+    args.tasks = list(dict.fromkeys(aliases.get(task, task) for task in args.tasks))
     if args.difficulty not in DIFFICULTIES:
         _refuse("--difficulty", args.difficulty, DIFFICULTIES)
     for torso in args.torsos:
@@ -123,6 +140,15 @@ def read_rows(path: Path) -> list[dict]:
         return []
     with path.open(newline="") as file:
         return list(csv.DictReader(file))
+
+
+def is_done(rows: list[dict], key: tuple[str, str, str], cfg) -> bool:
+    """Whether ``rows`` hold the row ``key`` (task, difficulty, torso) at ``cfg``'s budget, one
+    line per seed."""
+    done = [r for r in rows if (r["task"], r["difficulty"], r["torso"]) == key]
+    return len(done) == cfg.num_seeds and all(
+        int(r["env_steps"]) == cfg.total_timesteps for r in done
+    )
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
@@ -176,14 +202,17 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
     seeds = sorted({n for *_, n in stats.values()})
     steps = sorted({int(row["env_steps"]) for row in rows})
     dates = sorted({row["date"] for row in rows})
+    machines = sorted({row.get("machine") or "not recorded" for row in rows})
     lines += [
         "",
-        f"Final greedy return (32 episodes) of ppo_rnn, IQM [95% bootstrap CI] over {seeds} seeds, "
+        "Final greedy return (32 episodes) of ppo_rnn, IQM [95% bootstrap CI] over "
+        f"{', '.join(map(str, seeds))} seeds, "
         f"{', '.join(f'{s:,}' for s in steps)} env steps per seed, --use-prev-action "
         "--use-reset-flag (POPGym's protocol), default flags otherwise; "
         f"{TWIN} is the memoryless twin. POPGym scales returns to [-1, 1]; the last row is the "
-        f"mean of the IQMs over the tasks every torso ran. Run on {', '.join(dates)}; machine: "
-        f"{machine['cpu']}, {machine['cpu_count']} cores, jax {machine['jax']}.",
+        f"mean of the IQMs over the tasks every torso ran. Run on {', '.join(dates)}; "
+        f"{'machines' if len(machines) > 1 else 'machine'}: {'; '.join(machines)}; "
+        f"jax {machine['jax']}.",
     ]
     atomic_write(output / "table.md", ("\n".join(lines) + "\n").encode())
     plot_heatmap(output / "heatmap.png", iqms, [t + lv for t, lv in cells], torsos)
@@ -223,6 +252,13 @@ def main(argv: list[str] | None = None) -> None:
     write_json(output / "machine.json", machine)
     rows = read_rows(output / "returns.csv")
     for number, ((task, torso), cfg) in enumerate(rows_to_run.items(), 1):
+        key = (task, args.difficulty, torso)
+        if not args.rerun and is_done(rows, key, cfg):
+            print(
+                f"=== row {number}/{len(rows_to_run)}: {cfg.env_id}, {torso}: already in "
+                "returns.csv at this budget (--rerun trains it again)", flush=True,
+            )  # fmt: skip
+            continue
         print(f"=== row {number}/{len(rows_to_run)}: {cfg.env_id}, {torso}", flush=True)
         with tempfile.TemporaryDirectory() as scratch:
             run_dir, summary = run(dataclasses.replace(cfg, output_dir=scratch))
@@ -230,11 +266,11 @@ def main(argv: list[str] | None = None) -> None:
                 Path(run_dir) / "learning_curve.png",
                 output / "curves" / f"{cfg.env_id}-{torso}.png",
             )
-        key = (task, args.difficulty, torso)
         rows = [r for r in rows if (r["task"], r["difficulty"], r["torso"]) != key]
         date = time.strftime("%Y-%m-%d")
+        cpu = f"{machine['cpu']}, {machine['cpu_count']} cores"
         rows += [
-            dict(zip(COLUMNS, (*key, seed, value, cfg.total_timesteps, date), strict=True))
+            dict(zip(COLUMNS, (*key, seed, value, cfg.total_timesteps, date, cpu), strict=True))
             for seed, value in enumerate(summary["final_eval_return_per_seed"])
         ]
         write_rows(output / "returns.csv", rows)  # after every row: an interrupted table keeps

@@ -79,7 +79,7 @@ def test_a_second_call_replaces_only_the_rows_it_ran(tmp_path, monkeypatch):
     rows[0]["final_return"] = "0.123"  # gru's seed 0: must stay, mlp's rows must be re-run
     rows[2]["final_return"] = "0.456"
     popgym.write_rows(tmp_path / "returns.csv", rows)
-    popgym.main([*argv, "--torsos", "mlp"])
+    popgym.main([*argv, "--torsos", "mlp", "--rerun"])
     again = popgym.read_rows(tmp_path / "returns.csv")
     assert [(r["torso"], r["final_return"]) for r in again] == [
         ("gru", "0.123"), ("gru", "0.5"), ("mlp", "-0.5"), ("mlp", "-0.5"),
@@ -88,6 +88,45 @@ def test_a_second_call_replaces_only_the_rows_it_ran(tmp_path, monkeypatch):
         "| RepeatFirstEasy | 0.31 [0.12, 0.50] | -0.50 [-0.50, -0.50] |"
         in (tmp_path / "table.md").read_text()
     )
+
+
+def test_the_same_command_resumes_and_popgym_names_are_ours(tmp_path, monkeypatch, capsys):
+    """Rows already in returns.csv at the same budget and seeds are not trained again; a row at
+    another budget is. POPGym's StatelessCartPole is our PositionOnlyCartPole."""
+    import algorithms.ppo_rnn
+
+    trained = []
+
+    def fake_run(cfg):
+        trained.append((cfg.env_id, cfg.torso, cfg.num_seeds))
+        run_dir = Path(cfg.output_dir) / "run"
+        run_dir.mkdir()
+        (run_dir / "learning_curve.png").write_bytes(b"")
+        return run_dir, {"final_eval_return_per_seed": [0.25] * cfg.num_seeds}
+
+    monkeypatch.setattr(algorithms.ppo_rnn, "run", fake_run)
+    argv = ["--tasks", "StatelessCartPole", "--torsos", "gru", "--output", str(tmp_path)]
+    popgym.main([*argv, "--num-seeds", "2"])
+    assert trained == [
+        ("PositionOnlyCartPoleEasy", "gru", 2),
+        ("PositionOnlyCartPoleEasy", "mlp", 2),
+    ]
+    popgym.main([*argv, "--num-seeds", "2", "--tasks", "PositionOnlyCartPole"])  # nothing to do
+    assert len(trained) == 2
+    assert (
+        "already in returns.csv at this budget (--rerun trains it again)" in capsys.readouterr().out
+    )
+    popgym.main([*argv, "--num-seeds", "3"])  # another number of seeds: trained again, replaced
+    assert trained[2:] == [
+        ("PositionOnlyCartPoleEasy", "gru", 3),
+        ("PositionOnlyCartPoleEasy", "mlp", 3),
+    ]
+    rows = popgym.read_rows(tmp_path / "returns.csv")
+    assert [(r["task"], r["torso"], r["seed"]) for r in rows] == [
+        ("PositionOnlyCartPole", torso, str(seed)) for torso in ("gru", "mlp") for seed in range(3)
+    ]
+    machine = rows[0]["machine"]
+    assert machine and f"machine: {machine}; jax" in (tmp_path / "table.md").read_text()
 
 
 def test_mean_row_is_the_mean_of_task_iqms(tmp_path):
