@@ -132,7 +132,9 @@ class TensorBoardTracker(Tracker):
 
 class WandbTracker(Tracker):
     """One W&B run per training run, all in group ``run_name``, files under ``run_dir/wandb``.
-    Offline (``WANDB_MODE=offline``) needs no network or login; upload later with wandb sync."""
+    Offline (``WANDB_MODE=offline``) needs no network or login; upload later with wandb sync,
+    after the process has exited: W&B's service may still be writing the files when close()
+    returns, and its exit hook waits for them."""
 
     def __init__(
         self,
