@@ -3,9 +3,10 @@
     python -m benchmarks.sequence_models            # from the repository root
 
 Every ``--torso`` (as ``make_torso`` builds it at one layer): GRU (``FusedGRUCell``) and LSTM
-and the other sequential scans against LRU and S5 (associative scans), Mamba (its chunked
-selective scan, and the associative form), Mamba-2 (chunked matmuls), windowed self-attention and
-the rest of the zoo, at batch 32, width 128, T = 64 ... 2048, with
+and the other sequential scans against LRU, S5 and FFM (their default scan: sequential on a CPU,
+associative elsewhere; ``<name>_associative`` is the associative scan everywhere), Mamba (its
+chunked selective scan, and the associative form), Mamba-2 (chunked matmuls), windowed
+self-attention and the rest of the zoo, at batch 32, width 128, T = 64 ... 2048, with
 random episode resets. Time is the median of repeated runs of the compiled loss-and-gradient
 call; memory is what XLA's memory analysis of that compiled call reports: temp + argument +
 output bytes (on CPU there is no allocator peak to read). Results go to
@@ -29,7 +30,6 @@ import tyro
 
 from benchmarks.machine import machine_info
 from benchmarks.zoo import KIND
-from memorax.networks.sequence_models import Mamba
 from memorax.networks.torsos import TORSO_NAMES, make_torso
 from memorax.results import atomic_write, write_json
 
@@ -40,6 +40,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SEQUENTIAL = ("gru", "lstm")  # the RNNs the parallel models are measured against
 # The torsos that are not parallel in time (the stepped cells, the memoryless mlp): no crossover.
 STEPPED = {name for name, (kind, *_) in KIND.items() if kind != "parallel"}
+ASSOCIATIVE_FORMS = ("lru", "s5", "ffm", "mamba")  # timed again with scan="associative"
 MEMORY_MEASURE = "temp + argument + output bytes of the compiled forward+backward (XLA)"
 
 
@@ -61,9 +62,14 @@ class Config:
 
 def make_models(hidden_dim: int) -> dict[str, Callable[[], nn.Module]]:
     """Every --torso name as ``make_torso`` builds it at one layer (attention and gtrxl with
-    their feed-forward blocks), and Mamba with the associative form of its selective scan."""
+    their feed-forward blocks), and the associative form of each torso whose scan is chosen by
+    platform (LRU, S5, FFM: ``scan="auto"``, sequential on a CPU) and of Mamba's selective scan."""
     built = {name: partial(make_torso, name, hidden_dim) for name in TORSO_NAMES}
-    return built | {"mamba_associative": lambda: Mamba(hidden_dim=hidden_dim, scan="associative")}
+    for name in ASSOCIATIVE_FORMS:
+        built[f"{name}_associative"] = partial(
+            lambda name: make_torso(name, hidden_dim).clone(scan="associative"), name
+        )
+    return built
 
 
 def measure(model: nn.Module, cfg: Config, length: int) -> dict:

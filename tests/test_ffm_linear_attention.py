@@ -19,7 +19,9 @@ FEATURES = contract.FEATURES
 # layers use chunks of 5, which do not divide T = 12; the torsos are what --torso builds at
 # --hidden-size 8 (one chunk of 64 over T = 12).
 FFM_LINEAR_ATTENTION_TORSOS = {
-    "ffm_cell": contract.Compiled(Memoroid(FFMCell(features=8, memory_size=3, context_size=2))),
+    "ffm_cell": contract.Compiled(  # ffm_2_layers takes the default scan, sequential on a CPU
+        Memoroid(FFMCell(features=8, memory_size=3, context_size=2), scan="associative")
+    ),
     "ffm_2_layers": contract.Compiled(make_torso("ffm", 8, num_layers=2)),
     "linear_attention": contract.Compiled(LinearAttention(num_heads=2, head_dim=4, chunk_size=5)),
     "linear_attention_decay": contract.Compiled(

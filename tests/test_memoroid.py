@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from memorax.networks import LRUCell, MambaCell, Memoroid, S5Cell, SequenceModel
-from memorax.networks.sequence_models import LRU, S5, Mamba, MambaLayer
+from memorax.networks.sequence_models import LRU, S5, FFMCell, Mamba, MambaLayer
 from memorax.networks.sequence_models.s5 import hippo_n_eigen
 from tests import sequence_contract as contract
 
@@ -24,9 +24,17 @@ LONG_TOLERANCE = 2e-5
 
 # Built once: a shared instance keeps its compiled functions from one test to the next.
 MEMOROID_TORSOS = {
-    "lru_cell": contract.Compiled(Memoroid(LRUCell(features=FEATURES, state_dim=8))),
-    "s5_cell": contract.Compiled(Memoroid(S5Cell(features=FEATURES, state_dim=8))),
-    "mamba_cell": contract.Compiled(Memoroid(MambaCell(features=8, state_dim=4))),
+    # The cells under the associative scan; the torsos below take the default, "auto"
+    # (sequential on a CPU), so the contract holds both.
+    "lru_cell": contract.Compiled(
+        Memoroid(LRUCell(features=FEATURES, state_dim=8), scan="associative")
+    ),
+    "s5_cell": contract.Compiled(
+        Memoroid(S5Cell(features=FEATURES, state_dim=8), scan="associative")
+    ),
+    "mamba_cell": contract.Compiled(
+        Memoroid(MambaCell(features=8, state_dim=4), scan="associative")
+    ),
     # The chunked selective scan (the torso's default); chunks of 5 do not divide T = 12.
     "mamba_chunked": contract.Compiled(
         MambaLayer(MambaCell(features=8, state_dim=4), chunk_size=5)
@@ -89,8 +97,12 @@ def _linear_recurrence(a: jax.Array, b: jax.Array, reset: jax.Array, h: jax.Arra
     return jnp.stack(states, axis=1)  # [B, T, N]
 
 
-def test_lru_scan_matches_recurrence():
-    model = MEMOROID_TORSOS["lru_cell"]
+SCANS = ("associative", "sequential")
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_lru_scan_matches_recurrence(scan):
+    model = contract.Compiled(Memoroid(LRUCell(features=FEATURES, state_dim=8), scan=scan))
     x, reset = _reference_inputs(FEATURES)
     params = contract.init_params(model, x, reset)
     p = params["params"]["cell"]
@@ -105,8 +117,9 @@ def test_lru_scan_matches_recurrence():
     np.testing.assert_allclose(carry, states[:, -1], atol=1e-5)
 
 
-def test_s5_scan_matches_zoh_recurrence():
-    model = MEMOROID_TORSOS["s5_cell"]
+@pytest.mark.parametrize("scan", SCANS)
+def test_s5_scan_matches_zoh_recurrence(scan):
+    model = contract.Compiled(Memoroid(S5Cell(features=FEATURES, state_dim=8), scan=scan))
     x, reset = _reference_inputs(FEATURES)
     params = contract.init_params(model, x, reset)
     p = params["params"]["cell"]
@@ -119,6 +132,58 @@ def test_s5_scan_matches_zoh_recurrence():
     carry, y = model.apply(params, x, reset, h0)
     np.testing.assert_allclose(y, expected, atol=1e-5)
     np.testing.assert_allclose(carry, states[:, -1], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        LRUCell(features=FEATURES, state_dim=8),
+        S5Cell(features=FEATURES, state_dim=8),
+        MambaCell(features=8, state_dim=4),
+        FFMCell(features=FEATURES, memory_size=3, context_size=2),
+    ],
+    ids=["lru", "s5", "mamba", "ffm"],
+)
+def test_sequential_scan_equals_associative(cell):
+    """Both scans of a cell: the same outputs, next carry and gradients (of the parameters, the
+    inputs and the incoming carry), from a warm carry across resets."""
+    x, reset = _reference_inputs(FEATURES)
+    models = {scan: Memoroid(cell, scan=scan) for scan in SCANS}
+    params = contract.init_params(models["associative"], x, reset)
+    carry = contract.warm_carry(models["associative"], params, 3, FEATURES)
+
+    def loss(model, params, x, carry):
+        new_carry, y = model.apply(params, x, reset, carry)
+        leaves = jax.tree.leaves((new_carry, y))
+        return sum(jnp.sum(jnp.abs(leaf) * jnp.cos(jnp.arange(leaf.size).reshape(leaf.shape)))
+                   for leaf in leaves), (new_carry, y)  # fmt: skip
+
+    results = {
+        scan: jax.jit(jax.grad(partial(loss, model), argnums=(0, 1, 2), has_aux=True))(
+            params, x, carry
+        )
+        for scan, model in models.items()
+    }
+    (grads, outputs), (grads_seq, outputs_seq) = results["associative"], results["sequential"]
+    for expected, got in zip(
+        jax.tree.leaves((outputs, grads)), jax.tree.leaves((outputs_seq, grads_seq)), strict=True
+    ):
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_auto_scan_is_sequential_on_a_cpu():
+    x, reset = _reference_inputs(FEATURES)
+    carry = jnp.zeros((3, 4), jnp.complex64)
+    params = contract.init_params(Memoroid(S5Cell(features=FEATURES, state_dim=8)), x, reset)
+
+    def jaxpr(scan):
+        model = Memoroid(S5Cell(features=FEATURES, state_dim=8), scan=scan)
+        return str(jax.make_jaxpr(model.apply)(params, x, reset, carry))
+
+    assert "scan[" in jaxpr("sequential") and "scan[" not in jaxpr("associative")
+    assert jaxpr("auto") == jaxpr("sequential" if jax.default_backend() == "cpu" else "associative")
+    with pytest.raises(ValueError, match="scan must be 'auto', 'associative' or 'sequential'"):
+        jaxpr("parallel")
 
 
 @partial(jax.jit, static_argnames=("state_dim", "rank"))

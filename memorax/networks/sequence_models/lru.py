@@ -54,7 +54,9 @@ class LRUCell(LinearRecurrenceCell):
             "gamma_log", lambda _: jnp.log(jnp.sqrt(1.0 - jnp.abs(self.eigenvalues()) ** 2))
         )
         self.input_matrix = ComplexDense(self.num_states, complex_normal(np.sqrt(0.5)), name="B")
-        self.output_matrix = ComplexDense(self.features, complex_normal(1.0), name="C")
+        self.output_matrix = ComplexDense(
+            self.features, complex_normal(1.0), real_part=True, name="C"
+        )
         self.feedthrough = self.param("D", nn.initializers.normal(1.0), (self.features,))
 
     def eigenvalues(self) -> jax.Array:
@@ -76,7 +78,7 @@ class LRUCell(LinearRecurrenceCell):
         return (a, b), x
 
     def read(self, states: Element, context: Context) -> jax.Array:
-        return self.output_matrix(states[1]).real + self.feedthrough * context
+        return self.output_matrix(states[1]) + self.feedthrough * context
 
 
 class LRU(MemoroidTorso):

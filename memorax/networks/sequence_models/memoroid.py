@@ -4,11 +4,12 @@ A cell says what one time step contributes (its scan *element*), how two consecu
 combine (an associative operator), how its carry becomes an element and how a state is read out.
 ``Memoroid`` adds the episode boundaries: every element carries a reset flag, and the operator
 drops everything before a flagged element. So one ``jax.lax.associative_scan`` handles any reset
-pattern, and T = 1 (acting) runs the same code as T = sequence (training).
+pattern, and T = 1 (acting) runs the same code as T = sequence (training). On a CPU the same
+elements are combined by a loop instead (``Memoroid.scan``), which is faster there.
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -20,6 +21,7 @@ from memorax.networks.sequence_models.base import Carry, SequenceModel
 Element = Any  # a pytree of arrays whose leading axes are [B, T]
 Context = Any  # whatever a cell's read-out needs besides the scanned state
 ComplexInit = Callable[[jax.Array, tuple[int, int]], jax.Array]
+ScanMode = Literal["auto", "associative", "sequential"]
 
 
 def _select(flag: jax.Array, on_true: Element, on_false: Element) -> Element:
@@ -86,9 +88,18 @@ class LinearRecurrenceCell(MemoroidCell):
 class Memoroid(SequenceModel):
     """Runs ``cell`` over x: [B, T, F] with a resettable associative scan. The incoming carry
     is the first element, so one call over T steps equals T one-step calls; an element flagged
-    by ``reset`` starts from the initial carry and hides everything before it."""
+    by ``reset`` starts from the initial carry and hides everything before it.
+
+    ``scan="associative"`` combines the elements in O(log T) depth (``jax.lax.associative_scan``:
+    about twice the work of a loop, in few long steps, which a GPU runs in parallel);
+    ``scan="sequential"`` combines them one step after another (``jax.lax.scan``), which wins on
+    a CPU, where the parallel form's extra work and shuffling cost more than its depth saves
+    (S5 and LRU forward and backward 1.2-2.5x faster at T = 64 to 1024 on 2 cores). Both give
+    the same states up to float rounding. ``"auto"`` (the default) is sequential where jax
+    computes on a CPU and associative on an accelerator."""
 
     cell: MemoroidCell
+    scan: ScanMode = "auto"
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int) -> Carry:
@@ -110,22 +121,57 @@ class Memoroid(SequenceModel):
         )  # [B, 1 + T, ...]
         flags = jnp.concatenate([jnp.zeros((batch, 1), bool), reset], axis=1)  # [B, 1 + T]
 
-        def operator(earlier, later):
-            (element_earlier, flag_earlier), (element_later, flag_later) = earlier, later
-            combined = self.cell.combine(element_earlier, element_later)
-            return _select(flag_later, element_later, combined), flag_earlier | flag_later
+        scan = self.scan
+        if scan == "auto":
+            scan = "sequential" if jax.default_backend() == "cpu" else "associative"
+        if scan == "sequential":
+            states = self._sequential(elements, flags)
+        elif scan == "associative":
 
-        states, _ = jax.lax.associative_scan(operator, (elements, flags), axis=1)
+            def operator(earlier, later):
+                (element_earlier, flag_earlier), (element_later, flag_later) = earlier, later
+                combined = self.cell.combine(element_earlier, element_later)
+                return _select(flag_later, element_later, combined), flag_earlier | flag_later
+
+            states, _ = jax.lax.associative_scan(operator, (elements, flags), axis=1)
+        else:
+            raise ValueError(
+                f"scan must be 'auto', 'associative' or 'sequential', not {self.scan!r}"
+            )
         states = jax.tree.map(lambda state: state[:, 1:], states)  # [B, T, ...]
         return self.cell.next_carry(states, context), self.cell.read(states, context)
+
+    def _sequential(self, elements: Element, flags: jax.Array) -> Element:
+        """The running combination of ``elements`` [B, 1 + T, ...], one step at a time; a
+        flagged element restarts it."""
+
+        def step(running: Element, inputs: tuple[Element, jax.Array]):
+            element, flag = inputs  # [B, 1, ...], [B, 1]
+            running = _select(flag, element, self.cell.combine(running, element))
+            return running, running
+
+        time_major = jax.tree.map(lambda x: jnp.moveaxis(x[:, 1:, None], 1, 0), elements)
+        first = jax.tree.map(lambda x: x[:, :1], elements)
+        _, states = jax.lax.scan(step, first, (time_major, jnp.moveaxis(flags[:, 1:, None], 1, 0)))
+        return jax.tree.map(
+            lambda x0, x: jnp.concatenate([x0, jnp.moveaxis(x[:, :, 0], 0, 1)], axis=1),
+            first,
+            states,
+        )
 
 
 class ComplexDense(nn.Module):
     """x @ W for a complex W: [F, features], stored as real and imaginary parts ([F, features,
-    2]) so that any optimiser handles it. ``kernel_init(key, (F, features))`` gives a complex W."""
+    2]) so that any optimiser handles it. ``kernel_init(key, (F, features))`` gives a complex W.
+    With ``real_part`` it returns Re(x @ W) alone, a real array.
+
+    The product is one real matrix product (for a complex x, [Re x, Im x] @ [[Re W, Im W],
+    [-Im W, Re W]]): on a CPU, XLA's complex matrix products, forward and backward, took about
+    3x the time of the real one (benchmarks/results/sequence_models_cpu.md)."""
 
     features: int
     kernel_init: ComplexInit
+    real_part: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -134,7 +180,14 @@ class ComplexDense(nn.Module):
             return jnp.stack([kernel.real, kernel.imag], axis=-1)
 
         kernel = self.param("kernel", init, (x.shape[-1], self.features))
-        return x @ jax.lax.complex(kernel[..., 0], kernel[..., 1])
+        real, imag = kernel[..., 0], kernel[..., 1]
+        if jnp.iscomplexobj(x):
+            x = jnp.concatenate([x.real, x.imag], axis=-1)
+            real, imag = jnp.concatenate([real, -imag], 0), jnp.concatenate([imag, real], 0)
+        if self.real_part:
+            return x @ real
+        both = x @ jnp.concatenate([real, imag], axis=-1)
+        return jax.lax.complex(both[..., : self.features], both[..., self.features :])
 
 
 def complex_normal(scale: float) -> ComplexInit:
@@ -155,6 +208,7 @@ class MemoroidTorso(SequenceModel):
 
     hidden_dim: int
     num_layers: int = 1
+    scan: ScanMode = "auto"  # see Memoroid
 
     @nn.nowrap
     def make_cell(self) -> MemoroidCell:
@@ -163,7 +217,10 @@ class MemoroidTorso(SequenceModel):
     @nn.nowrap
     def make_stack(self) -> Stack:
         return Stack(
-            blocks=[Residual(PreNorm(Memoroid(self.make_cell()))) for _ in range(self.num_layers)]
+            blocks=[
+                Residual(PreNorm(Memoroid(self.make_cell(), scan=self.scan)))
+                for _ in range(self.num_layers)
+            ]
         )
 
     @nn.nowrap

@@ -80,7 +80,7 @@ class S5Cell(LinearRecurrenceCell):
             return jnp.asarray(vectors.T @ dense, jnp.complex64)  # (C V)^T: [P/2, H]
 
         self.input_matrix = ComplexDense(self.state_dim // 2, input_init, name="B")
-        self.output_matrix = ComplexDense(self.features, output_init, name="C")
+        self.output_matrix = ComplexDense(self.features, output_init, real_part=True, name="C")
         self.feedthrough = self.param("D", nn.initializers.normal(1.0), (self.features,))
 
     def discretise(self) -> tuple[jax.Array, jax.Array]:
@@ -106,7 +106,7 @@ class S5Cell(LinearRecurrenceCell):
         return (jnp.broadcast_to(transition, b.shape), b), x
 
     def read(self, states: Element, context: Context) -> jax.Array:
-        return 2.0 * self.output_matrix(states[1]).real + self.feedthrough * context
+        return 2.0 * self.output_matrix(states[1]) + self.feedthrough * context
 
 
 class S5(MemoroidTorso):
