@@ -1,0 +1,190 @@
+"""A script's training speed before and after a change, side by side on one machine.
+
+    python benchmarks/before_after.py sac_s5 --before 41313ac --repeats 3
+    python benchmarks/before_after.py ppo_rnn --before 41313ac --flags torso=s5
+
+Two worker processes, one importing the script from a checkout of ``--before`` (a git worktree
+in a temporary folder) and one from this tree, each build the script's agent from its Config
+(default flags apart from ``--flags`` and ``--num-seeds``), initialise every seed (and fill the
+buffer with --learning-starts random steps where the script has a warm-up), and compile one
+``jax.jit(jax.vmap(...))`` call of the script's own ``train`` for ``--steps`` env steps per seed.
+The parent then asks them in turn (before, after, before, after, ...) to run that call once and
+reports the median of ``--repeats`` runs after a first one: env steps/s over every seed. Only one
+worker computes at a time, so the two share the machine as one process would. Results go to
+benchmarks/results/before_after_<script>_<platform>.json and .md (``--name`` adds a suffix).
+"""
+
+import argparse
+import ast
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+CONFIGS = {"ppo_rnn": "PPOConfig", "dqn_mamba": "DQNConfig", "sac_s5": "SACConfig"}
+
+
+def worker(root: str, script: str, flags: dict, num_seeds: int, steps: int) -> None:
+    """Compile the script's training call from the checkout at ``root``, then time one call per
+    line read from stdin, writing the seconds to stdout."""
+    sys.path.insert(0, root)
+    import importlib
+
+    import jax
+
+    module = importlib.import_module(f"algorithms.{script}")
+    assert Path(module.__file__).resolve().is_relative_to(Path(root).resolve()), module.__file__
+    from memorax.environments import make
+    from memorax.experiment import seed_keys
+
+    cfg = getattr(module, CONFIGS[script])(num_seeds=num_seeds, **flags)
+    env, env_params = make(cfg.env_id)
+    agent = module.make_agent(cfg, env, env_params)
+    steps = max(steps // cfg.steps_per_round, 1) * cfg.steps_per_round
+
+    def start(key):
+        key, state = agent.init(key)
+        if hasattr(agent, "warmup"):
+            key, state = agent.warmup(key, state, cfg.learning_starts)
+        return key, state
+
+    keys, state = jax.jit(jax.vmap(start))(seed_keys(0, num_seeds))
+
+    def train(key, state):
+        return agent.train(key, state, steps)[1]
+
+    begin = time.perf_counter()
+    call = jax.jit(jax.vmap(train)).lower(keys, state).compile()
+    compile_seconds = time.perf_counter() - begin
+    jax.block_until_ready(call(keys, state))  # the first run pays one-off costs
+    print(json.dumps({"compile_seconds": compile_seconds, "env_steps": steps * num_seeds}))
+    sys.stdout.flush()
+    for _ in sys.stdin:
+        begin = time.perf_counter()
+        jax.block_until_ready(call(keys, state))
+        print(time.perf_counter() - begin, flush=True)
+
+
+def parse_flags(pairs: list[str]) -> dict:
+    flags = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            flags[name.replace("-", "_")] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            flags[name.replace("-", "_")] = value
+    return flags
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("script", choices=list(CONFIGS))
+    parser.add_argument("--before", required=True, help="git revision to compare this tree with")
+    parser.add_argument("--flags", nargs="*", default=[], help="config fields, e.g. torso=s5")
+    parser.add_argument("--num-seeds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2_000, help="env steps per seed per call")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--name", default="", help="suffix of the results files")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    flags = parse_flags(args.flags)
+    if args.worker:
+        worker(args.worker, args.script, flags, args.num_seeds, args.steps)
+        return
+
+    import jax
+
+    from benchmarks.machine import machine_info
+    from memorax.results import atomic_write, write_json
+
+    revision = subprocess.run(
+        ["git", "rev-parse", "--short", args.before], cwd=REPO, check=True,
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    with tempfile.TemporaryDirectory() as scratch:
+        before_root = Path(scratch) / "before"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(before_root), revision], cwd=REPO,
+            check=True, capture_output=True,
+        )  # fmt: skip
+        try:
+            roots = {"before": before_root, "after": REPO}
+            workers, info = {}, {}
+            for label, root in roots.items():
+                command = [sys.executable, __file__, args.script, "--before", revision,
+                           "--num-seeds", str(args.num_seeds), "--steps", str(args.steps),
+                           "--worker", str(root), "--flags", *args.flags]  # fmt: skip
+                workers[label] = subprocess.Popen(
+                    command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                )
+                info[label] = json.loads(workers[label].stdout.readline())  # compiled: wait
+                print(f"{label}: compiled in {info[label]['compile_seconds']:.1f} s", flush=True)
+            seconds: dict[str, list[float]] = {label: [] for label in roots}
+            for repeat in range(args.repeats):
+                for label, process in workers.items():
+                    process.stdin.write("run\n")
+                    process.stdin.flush()
+                    seconds[label].append(float(process.stdout.readline()))
+                times = ", ".join(f"{label} {s[-1]:.2f} s" for label, s in seconds.items())
+                print(f"repeat {repeat + 1}: {times}", flush=True)
+            for process in workers.values():
+                process.stdin.close()
+                process.wait()
+        finally:
+            subprocess.run(
+                ["git", "worktree", "remove", "--force", str(before_root)], cwd=REPO, check=False
+            )
+    env_steps = info["after"]["env_steps"]
+    rates = {label: env_steps / statistics.median(s) for label, s in seconds.items()}
+    machine = machine_info()
+    platform = jax.devices()[0].platform
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+        text=True,
+    ).stdout.strip()  # fmt: skip
+    after_label = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip() + (" + uncommitted changes" if dirty else "")
+    flag_text = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items()) or "default"
+    result = {
+        "script": args.script, "flags": flags, "num_seeds": args.num_seeds,
+        "env_steps_per_call": env_steps, "before": revision, "after": after_label,
+        "seconds": seconds, "env_steps_per_second": rates,
+        "compile_seconds": {label: i["compile_seconds"] for label, i in info.items()},
+        "speedup": rates["after"] / rates["before"], "machine": machine,
+    }  # fmt: skip
+    stem = f"before_after_{args.script}{'_' + args.name if args.name else ''}_{platform}"
+    write_json(RESULTS / f"{stem}.json", result)
+    lines = [
+        f"# {args.script} ({flag_text} flags): before and after, side by side ({platform})",
+        "",
+        f"`python benchmarks/before_after.py {' '.join(sys.argv[1:])}`: {args.num_seeds} seeds "
+        f"vmapped in one compiled call of the script's `train`, {env_steps:,} env steps per call "
+        f"(all seeds), after warm-up; calls alternate between the two versions; median of "
+        f"{args.repeats} after a first run.",
+        "",
+        "| code | compile (s) | runs (s) | median env steps/s |",
+        "|---|---:|---|---:|",
+    ]
+    for label, name in (("before", revision), ("after", after_label)):
+        runs = ", ".join(f"{s:.2f}" for s in seconds[label])
+        lines.append(
+            f"| {label} ({name}) | {info[label]['compile_seconds']:.1f} | {runs} | "
+            f"{rates[label]:,.0f} |"
+        )
+    lines += [
+        "",
+        f"After / before: {result['speedup']:.2f}x. Machine: {machine['cpu']}, "
+        f"{machine['cpu_count']} cores, jax {machine['jax']}, {machine['date']}.",
+    ]
+    atomic_write(RESULTS / f"{stem}.md", ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines[-3:]), flush=True)
+
+
+if __name__ == "__main__":
+    main()
