@@ -144,9 +144,19 @@ def main() -> None:
     machine = machine_info()
     platform = jax.devices()[0].platform
     dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)benchmarks/results",
+        ],
+        cwd=REPO,
+        capture_output=True,
         text=True,
-    ).stdout.strip()  # fmt: skip
+    ).stdout.strip()  # fmt: skip  (results being written elsewhere are not code)
     after_label = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
     ).stdout.strip() + (" + uncommitted changes" if dirty else "")
