@@ -8,9 +8,11 @@ in a temporary folder) and one from this tree, each build the script's agent fro
 (default flags apart from ``--flags`` and ``--num-seeds``), initialise every seed (and fill the
 buffer with --learning-starts random steps where the script has a warm-up), and compile one
 ``jax.jit(jax.vmap(...))`` call of the script's own ``train`` for ``--steps`` env steps per seed.
-The parent then asks them in turn (before, after, before, after, ...) to run that call once and
-reports the median of ``--repeats`` runs after a first one: env steps/s over every seed. Only one
-worker computes at a time, so the two share the machine as one process would. Results go to
+The parent then asks them in turn (before, after, after, before, ...: each version runs first
+in half the pairs, a second apart) to run that call once and reports the median of ``--repeats``
+runs after a first one: env steps/s over every seed. Only one worker computes at a time, so the
+two share the machine as one process would. ``--before HEAD`` on a clean tree is an A/A check of
+the method: both sides run the same code. Results go to
 benchmarks/results/before_after_<script>_<platform>.json and .md (``--name`` adds a suffix).
 """
 
@@ -126,7 +128,12 @@ def main() -> None:
                 print(f"{label}: compiled in {info[label]['compile_seconds']:.1f} s", flush=True)
             seconds: dict[str, list[float]] = {label: [] for label in roots}
             for repeat in range(args.repeats):
-                for label, process in workers.items():
+                # before, after, after, before, ...: in strict alternation the code that ran
+                # second in every pair was 0.78x the same code run first (sac_s5 --torso mlp,
+                # unchanged between the two revisions); a pause lets the other process settle
+                order = list(workers.items())[:: 1 if repeat % 2 == 0 else -1]
+                for label, process in order:
+                    time.sleep(1.0)
                     process.stdin.write("run\n")
                     process.stdin.flush()
                     seconds[label].append(float(process.stdout.readline()))
@@ -175,7 +182,7 @@ def main() -> None:
         "",
         f"`python benchmarks/before_after.py {' '.join(sys.argv[1:])}`: {args.num_seeds} seeds "
         f"vmapped in one compiled call of the script's `train`, {env_steps:,} env steps per call "
-        f"(all seeds), after warm-up; calls alternate between the two versions; median of "
+        f"(all seeds), after warm-up; calls alternate between the two versions (ABBA); median of "
         f"{args.repeats} after a first run.",
         "",
         "| code | compile (s) | runs (s) | median env steps/s |",
