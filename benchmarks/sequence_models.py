@@ -41,6 +41,7 @@ SEQUENTIAL = ("gru", "lstm")  # the RNNs the parallel models are measured agains
 # The torsos that are not parallel in time (the stepped cells, the memoryless mlp): no crossover.
 STEPPED = {name for name, (kind, *_) in KIND.items() if kind != "parallel"}
 ASSOCIATIVE_FORMS = ("lru", "s5", "ffm", "mamba")  # timed again with scan="associative"
+SEQUENTIAL_FORMS = ("lru", "s5", "ffm")  # <name>_sequential: the loop, on any platform
 MEMORY_MEASURE = "temp + argument + output bytes of the compiled forward+backward (XLA)"
 
 
@@ -55,7 +56,7 @@ class Config:
     repeats: int = 5
     """Timed runs per point (after one compiling run); halved from T = 1024 on."""
     models: tuple[str, ...] = ()
-    """Which torsos to time (default: every --torso name, and Mamba's associative form)."""
+    """Which torsos to time (default: every --torso name, and the associative forms)."""
     reset_probability: float = 0.01
     """Chance that a step starts a new episode."""
 
@@ -68,6 +69,10 @@ def make_models(hidden_dim: int) -> dict[str, Callable[[], nn.Module]]:
     for name in ASSOCIATIVE_FORMS:
         built[f"{name}_associative"] = partial(
             lambda name: make_torso(name, hidden_dim).clone(scan="associative"), name
+        )
+    for name in SEQUENTIAL_FORMS:  # on request: on a CPU they are the default forms
+        built[f"{name}_sequential"] = partial(
+            lambda name: make_torso(name, hidden_dim).clone(scan="sequential"), name
         )
     return built
 
@@ -155,7 +160,8 @@ def main(cfg: Config) -> None:
     platform = jax.devices()[0].platform
     factories = make_models(cfg.hidden_dim)
     if not cfg.models:
-        cfg = replace(cfg, models=tuple(factories))
+        default = [name for name in factories if not name.endswith("_sequential")]
+        cfg = replace(cfg, models=tuple(default))
     unknown = sorted(set(cfg.models) - set(factories))
     if unknown:
         raise SystemExit(f"error: --models {unknown} unknown; choose from {', '.join(factories)}")
