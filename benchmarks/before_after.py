@@ -9,10 +9,12 @@ in a temporary folder) and one from this tree, each build the script's agent fro
 buffer with --learning-starts random steps where the script has a warm-up), and compile one
 ``jax.jit(jax.vmap(...))`` call of the script's own ``train`` for ``--steps`` env steps per seed.
 The parent then asks them in turn (before, after, after, before, ...: each version runs first
-in half the pairs, a second apart) to run that call once and reports the median of ``--repeats``
-runs after a first one: env steps/s over every seed. Only one worker computes at a time, so the
-two share the machine as one process would. ``--before HEAD`` on a clean tree is an A/A check of
-the method: both sides run the same code. Results go to
+in half the calls, a second apart) to run that call ``--repeats`` times after a first one. Only
+one worker computes at a time, so the two share the machine as one process would. The same code
+ran up to 1.4x faster in one process than in another here, so this is done for ``--processes``
+pairs of fresh workers: a version's speed is the median over processes of each process's median
+(env steps/s over every seed), and the ratio after / before is given per pair and as their
+median. ``--before HEAD`` on a clean tree is an A/A check: both sides run the same code. Results go to
 benchmarks/results/before_after_<script>_<platform>.json and .md (``--name`` adds a suffix).
 """
 
@@ -72,6 +74,37 @@ def worker(root: str, script: str, flags: dict, num_seeds: int, steps: int) -> N
         print(time.perf_counter() - begin, flush=True)
 
 
+def run_pair(args, revision: str, roots: dict, pair: int):
+    """Start one worker per checkout (in turn, the first one alternating from pair to pair),
+    time ``args.repeats`` calls of each in ABBA order -> (seconds per label, worker info)."""
+    workers, info = {}, {}
+    for label, root in list(roots.items())[:: 1 if pair % 2 == 0 else -1]:
+        command = [sys.executable, __file__, args.script, "--before", revision,
+                   "--num-seeds", str(args.num_seeds), "--steps", str(args.steps),
+                   "--worker", str(root), "--flags", *args.flags]  # fmt: skip
+        workers[label] = subprocess.Popen(
+            command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        info[label] = json.loads(workers[label].stdout.readline())  # compiled: wait
+        print(f"pair {pair + 1}, {label}: compiled in {info[label]['compile_seconds']:.1f} s")
+    seconds: dict[str, list[float]] = {label: [] for label in roots}
+    for repeat in range(args.repeats):
+        # before, after, after, before, ...: in strict alternation the code that ran second in
+        # every pair was 0.78x the same code run first (sac_s5 --torso mlp, unchanged between
+        # the two revisions); a pause lets the other process settle
+        for label in list(roots)[:: 1 if repeat % 2 == 0 else -1]:
+            time.sleep(1.0)
+            workers[label].stdin.write("run\n")
+            workers[label].stdin.flush()
+            seconds[label].append(float(workers[label].stdout.readline()))
+        times = ", ".join(f"{label} {s[-1]:.2f} s" for label, s in seconds.items())
+        print(f"pair {pair + 1}, repeat {repeat + 1}: {times}", flush=True)
+    for process in workers.values():
+        process.stdin.close()
+        process.wait()
+    return seconds, info
+
+
 def parse_flags(pairs: list[str]) -> dict:
     flags = {}
     for pair in pairs:
@@ -90,7 +123,12 @@ def main() -> None:
     parser.add_argument("--flags", nargs="*", default=[], help="config fields, e.g. torso=s5")
     parser.add_argument("--num-seeds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2_000, help="env steps per seed per call")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per process")
+    parser.add_argument(
+        "--processes", type=int, default=3,
+        help="pairs of fresh worker processes: the same code ran up to 1.4x faster in one "
+        "process than in another (A/A), so one pair is not a measurement",
+    )  # fmt: skip
     parser.add_argument("--name", default="", help="suffix of the results files")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,38 +154,18 @@ def main() -> None:
         )  # fmt: skip
         try:
             roots = {"before": before_root, "after": REPO}
-            workers, info = {}, {}
-            for label, root in roots.items():
-                command = [sys.executable, __file__, args.script, "--before", revision,
-                           "--num-seeds", str(args.num_seeds), "--steps", str(args.steps),
-                           "--worker", str(root), "--flags", *args.flags]  # fmt: skip
-                workers[label] = subprocess.Popen(
-                    command, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-                )
-                info[label] = json.loads(workers[label].stdout.readline())  # compiled: wait
-                print(f"{label}: compiled in {info[label]['compile_seconds']:.1f} s", flush=True)
-            seconds: dict[str, list[float]] = {label: [] for label in roots}
-            for repeat in range(args.repeats):
-                # before, after, after, before, ...: in strict alternation the code that ran
-                # second in every pair was 0.78x the same code run first (sac_s5 --torso mlp,
-                # unchanged between the two revisions); a pause lets the other process settle
-                order = list(workers.items())[:: 1 if repeat % 2 == 0 else -1]
-                for label, process in order:
-                    time.sleep(1.0)
-                    process.stdin.write("run\n")
-                    process.stdin.flush()
-                    seconds[label].append(float(process.stdout.readline()))
-                times = ", ".join(f"{label} {s[-1]:.2f} s" for label, s in seconds.items())
-                print(f"repeat {repeat + 1}: {times}", flush=True)
-            for process in workers.values():
-                process.stdin.close()
-                process.wait()
+            pairs = [run_pair(args, revision, roots, pair) for pair in range(args.processes)]
         finally:
             subprocess.run(
                 ["git", "worktree", "remove", "--force", str(before_root)], cwd=REPO, check=False
             )
-    env_steps = info["after"]["env_steps"]
-    rates = {label: env_steps / statistics.median(s) for label, s in seconds.items()}
+    env_steps = pairs[0][1]["after"]["env_steps"]
+    # each process's median, then the median over processes: a process is the unit that varies
+    medians = {
+        label: [statistics.median(p[0][label]) for p in pairs] for label in ("before", "after")
+    }
+    rates = {label: env_steps / statistics.median(m) for label, m in medians.items()}
+    ratios = [b / a for b, a in zip(medians["before"], medians["after"], strict=True)]
     machine = machine_info()
     platform = jax.devices()[0].platform
     dirty = subprocess.run(
@@ -171,9 +189,12 @@ def main() -> None:
     result = {
         "script": args.script, "flags": flags, "num_seeds": args.num_seeds,
         "env_steps_per_call": env_steps, "before": revision, "after": after_label,
-        "seconds": seconds, "env_steps_per_second": rates,
-        "compile_seconds": {label: i["compile_seconds"] for label, i in info.items()},
-        "speedup": rates["after"] / rates["before"], "machine": machine,
+        "seconds_per_process": [p[0] for p in pairs],
+        "compile_seconds_per_process": [
+            {label: i["compile_seconds"] for label, i in p[1].items()} for p in pairs
+        ],
+        "env_steps_per_second": rates, "speedup_per_process": ratios,
+        "speedup": statistics.median(ratios), "machine": machine,
     }  # fmt: skip
     stem = f"before_after_{args.script}{'_' + args.name if args.name else ''}_{platform}"
     write_json(RESULTS / f"{stem}.json", result)
@@ -182,25 +203,27 @@ def main() -> None:
         "",
         f"`python benchmarks/before_after.py {' '.join(sys.argv[1:])}`: {args.num_seeds} seeds "
         f"vmapped in one compiled call of the script's `train`, {env_steps:,} env steps per call "
-        f"(all seeds), after warm-up; calls alternate between the two versions (ABBA); median of "
-        f"{args.repeats} after a first run.",
+        f"(all seeds), after warm-up; {args.processes} pairs of fresh processes, in each "
+        f"{args.repeats} timed calls per version after a first run, alternating ABBA.",
         "",
-        "| code | compile (s) | runs (s) | median env steps/s |",
-        "|---|---:|---|---:|",
+        "| process pair | before: median s | after: median s | after / before |",
+        "|---|---:|---:|---:|",
     ]
-    for label, name in (("before", revision), ("after", after_label)):
-        runs = ", ".join(f"{s:.2f}" for s in seconds[label])
+    for pair, ratio in enumerate(ratios):
         lines.append(
-            f"| {label} ({name}) | {info[label]['compile_seconds']:.1f} | {runs} | "
-            f"{rates[label]:,.0f} |"
+            f"| {pair + 1} | {medians['before'][pair]:.3f} | {medians['after'][pair]:.3f} | "
+            f"{ratio:.2f}x |"
         )
     lines += [
         "",
-        f"After / before: {result['speedup']:.2f}x. Machine: {machine['cpu']}, "
-        f"{machine['cpu_count']} cores, jax {machine['jax']}, {machine['date']}.",
+        f"Before ({revision}): {rates['before']:,.0f} env steps/s, after ({after_label}): "
+        f"{rates['after']:,.0f} (medians over processes). After / before: median "
+        f"{result['speedup']:.2f}x, {min(ratios):.2f}-{max(ratios):.2f}x over the pairs. "
+        f"Machine: {machine['cpu']}, {machine['cpu_count']} cores, jax {machine['jax']}, "
+        f"{machine['date']}.",
     ]
     atomic_write(RESULTS / f"{stem}.md", ("\n".join(lines) + "\n").encode())
-    print("\n".join(lines[-3:]), flush=True)
+    print("\n".join(lines[-1:]), flush=True)
 
 
 if __name__ == "__main__":
