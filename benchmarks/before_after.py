@@ -14,8 +14,9 @@ one worker computes at a time, so the two share the machine as one process would
 ran up to 1.4x faster in one process than in another here, so this is done for ``--processes``
 pairs of fresh workers: a version's speed is the median over processes of each process's median
 (env steps/s over every seed), and the ratio after / before is given per pair and as their
-median. ``--before HEAD`` on a clean tree is an A/A check: both sides run the same code. Results go to
-benchmarks/results/before_after_<script>_<platform>.json and .md (``--name`` adds a suffix).
+median. ``--before HEAD`` on a clean tree is an A/A check: both sides run the same code.
+Results go to benchmarks/results/before_after_<script>_<platform>.json and .md (``--name`` adds
+a suffix).
 """
 
 import argparse
