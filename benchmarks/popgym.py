@@ -199,6 +199,15 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
         f"{np.mean(iqms[complete, j]):.2f}" if complete.any() else "" for j in range(len(torsos))
     ]
     lines.append(f"| mean over {int(complete.sum())} tasks | " + " | ".join(means) + " |")
+    # A partial table: the tasks the twin ran, over the torsos that ran every one of them too.
+    twin_tasks = np.isfinite(iqms[:, torsos.index(TWIN)]) if TWIN in torsos else complete
+    full = [np.isfinite(iqms[twin_tasks, j]).all() for j in range(len(torsos))]
+    if twin_tasks.sum() > complete.sum() and any(full):
+        means = [f"{np.mean(iqms[twin_tasks, j]):.2f}" if ok else "" for j, ok in enumerate(full)]
+        lines.append(
+            f"| mean over the {int(twin_tasks.sum())} tasks {TWIN} ran | "
+            + " | ".join(means) + " |"
+        )  # fmt: skip
     seeds = sorted({n for *_, n in stats.values()})
     steps = sorted({int(row["env_steps"]) for row in rows})
     dates = sorted({row["date"] for row in rows})
@@ -209,8 +218,10 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
         f"{', '.join(map(str, seeds))} seeds, "
         f"{', '.join(f'{s:,}' for s in steps)} env steps per seed, --use-prev-action "
         "--use-reset-flag (POPGym's protocol), default flags otherwise; "
-        f"{TWIN} is the memoryless twin. POPGym scales returns to [-1, 1]; the last row is the "
-        f"mean of the IQMs over the tasks every torso ran. Run on {', '.join(dates)}; "
+        f"{TWIN} is the memoryless twin. POPGym scales returns to [-1, 1]; the mean rows "
+        "average the IQMs over the tasks every torso ran and, in a partial table, over the "
+        "tasks the twin ran, for the torsos that ran each of them. Run on "
+        f"{', '.join(dates)}; "
         f"{'machines' if len(machines) > 1 else 'machine'}: {'; '.join(machines)}; "
         f"jax {machine['jax']}.",
     ]

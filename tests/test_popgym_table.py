@@ -142,3 +142,10 @@ def test_mean_row_is_the_mean_of_task_iqms(tmp_path):
     # IQM of (0, 0.1, 0.2, 0.9) + base + shift is base + shift + 0.15
     assert "| AEasy | 0.90 [" in table and "| BEasy | -0.10 [" in table
     assert "| mean over 2 tasks | 0.40 | 0.15 |" in table
+    assert "tasks mlp ran" not in table  # complete: one mean row
+    # a third task without gru: the complete mean stays over A and B, the twin's adds C
+    rows += [dict(rows[-1], task="C", final_return=value) for value in (0.0, 0.0, 0.0, 0.0)]
+    popgym.write_table(tmp_path, rows, {"cpu": "test", "cpu_count": 2, "jax": "0"})
+    table = (tmp_path / "table.md").read_text()
+    assert "| mean over 2 tasks | 0.40 | 0.15 |" in table
+    assert "| mean over the 3 tasks mlp ran |  | 0.10 |" in table
