@@ -166,8 +166,8 @@ class ComplexDense(nn.Module):
     With ``real_part`` it returns Re(x @ W) alone, a real array.
 
     The product is one real matrix product (for a complex x, [Re x, Im x] @ [[Re W, Im W],
-    [-Im W, Re W]]): on a CPU, XLA's complex matrix products, forward and backward, took about
-    3x the time of the real one (benchmarks/results/sequence_models_cpu.md)."""
+    [-Im W, Re W]]): on a CPU, XLA's complex matrix product, forward and backward, took about
+    3x the time of the real one (6.5 ms against 2.2 ms for [5376, 64] @ [64, 32] and back)."""
 
     features: int
     kernel_init: ComplexInit
@@ -208,7 +208,9 @@ class MemoroidTorso(SequenceModel):
 
     hidden_dim: int
     num_layers: int = 1
-    scan: ScanMode = "auto"  # see Memoroid
+    # see Memoroid; used by the torsos whose layers are Memoroid (LRU, S5, FFM): the others
+    # override make_stack with layers of their own form (Mamba has its own scan field)
+    scan: ScanMode = "auto"
 
     @nn.nowrap
     def make_cell(self) -> MemoroidCell:
