@@ -42,8 +42,11 @@ def worker(root: str, script: str, flags: dict, num_seeds: int, steps: int) -> N
 
     import jax
 
+    import memorax
+
     module = importlib.import_module(f"algorithms.{script}")
-    assert Path(module.__file__).resolve().is_relative_to(Path(root).resolve()), module.__file__
+    for imported in (module, memorax):  # the script and the library of this checkout, not another
+        assert Path(imported.__file__).resolve().is_relative_to(Path(root).resolve()), imported
     from memorax.environments import make
     from memorax.experiment import seed_keys
 
