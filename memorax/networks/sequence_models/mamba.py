@@ -55,18 +55,16 @@ def causal_conv(
     return output, jnp.where(current[..., None], padded[:, tail:], 0.0)
 
 
-def _scan_states(
-    state: jax.Array, transition: jax.Array, inputs: tuple[jax.Array, ...]
-) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
-    """h_t = exp(dt_t A) h_{t-1} + (dt_t u_t) B_t over time-major inputs, h_{t-1} zero where
-    reset_t; returns the last state and, per step, the state before the step (reset applied)
-    and the output C_t h_t."""
+def _scan_states(state: jax.Array, transition: jax.Array, inputs: tuple[jax.Array, ...], read):
+    """h_t = exp(dt_t A) h_{t-1} + (dt_t u_t) B_t over time-major inputs (dt, dt u, B, reset,
+    x), h_{t-1} zero where reset_t; returns the last state and, per step,
+    ``read(h_{t-1} after the reset, h_t, x_t)``."""
 
     def step(state, inputs):
-        dt_t, du_t, b_t, c_t, reset_t = inputs  # [B, E], [B, E], [B, N], [B, N], [B]
+        dt_t, du_t, b_t, reset_t, x_t = inputs  # [B, E], [B, E], [B, N], [B], any
         previous = jnp.where(reset_t[:, None, None], 0.0, state)  # the initial carry is zero
         state = jnp.exp(dt_t[..., None] * transition) * previous + du_t[..., None] * b_t[:, None]
-        return state, (previous, jnp.einsum("ben,bn->be", state, c_t))
+        return state, read(previous, state, x_t)
 
     return jax.lax.scan(step, state, inputs)
 
@@ -87,8 +85,11 @@ def _selective_scan(
     Its gradient is written out (``_backward``) instead of left to autodiff: differentiating
     the step function stores and re-reads several [B, E, N] values per step and ran 2x slower
     here; the hand-written reverse scan recomputes the chunk's states once and carries one."""
-    last, (_, y) = _scan_states(state, transition, (dt, du, input_b, output_c, reset))
-    return last, y
+
+    def output(previous, state, c_t):
+        return jnp.einsum("ben,bn->be", state, c_t)
+
+    return _scan_states(state, transition, (dt, du, input_b, reset, output_c), output)
 
 
 def _forward(state, transition, dt, du, input_b, output_c, reset):
@@ -102,29 +103,34 @@ def _backward(residuals, gradients):
     (from later steps and from y_t = C_t h_t) and a_t = exp(dt_t A):
     dL/dh_{t-1} = a_t G_t (zero across a reset), dL/dA += G_t h_{t-1} a_t dt_t,
     dL/ddt_t = sum_n G_t h_{t-1} a_t A, dL/d(dt u)_t = sum_n G_t B_t, dL/dB_t = sum_e G_t (dt u)_t,
-    dL/dC_t = sum_e h_t dL/dy_t."""
+    dL/dC_t = sum_e h_t dL/dy_t.
+
+    dL/dC_t needs only h_t, so the pass that recomputes the states forward reads it off; the
+    reverse pass then never rebuilds h_t."""
     state, transition, dt, du, input_b, output_c, reset = residuals
     g_last, g_y = gradients
-    _, (previous, _) = _scan_states(state, transition, (dt, du, input_b, output_c, reset))
+
+    def read(previous, state, g_y_t):
+        return previous, jnp.einsum("ben,be->bn", state, g_y_t)
+
+    _, (previous, g_c) = _scan_states(state, transition, (dt, du, input_b, reset, g_y), read)
 
     def step(carry, inputs):
         g_state, g_transition = carry
-        dt_t, du_t, b_t, c_t, reset_t, g_y_t, previous_t = inputs
+        dt_t, b_t, c_t, reset_t, g_y_t, previous_t, du_t = inputs
         a = jnp.exp(dt_t[..., None] * transition)  # [B, E, N]
-        state_t = a * previous_t + du_t[..., None] * b_t[:, None]
         g_state = g_state + g_y_t[..., None] * c_t[:, None]
         g_a = g_state * previous_t * a  # the gradient of dt_t A
         g_inputs = (
             jnp.sum(g_a * transition, axis=-1),
             jnp.sum(g_state * b_t[:, None], axis=-1),
             jnp.einsum("ben,be->bn", g_state, du_t),
-            jnp.einsum("ben,be->bn", state_t, g_y_t),
         )
         g_previous = jnp.where(reset_t[:, None, None], 0.0, g_state * a)
         return (g_previous, g_transition + g_a * dt_t[..., None]), g_inputs
 
-    inputs = (dt, du, input_b, output_c, reset, g_y, previous)
-    (g_state, g_transition), (g_dt, g_du, g_b, g_c) = jax.lax.scan(
+    inputs = (dt, input_b, output_c, reset, g_y, previous, du)
+    (g_state, g_transition), (g_dt, g_du, g_b) = jax.lax.scan(
         step, (g_last, jnp.zeros_like(state)), inputs, reverse=True
     )
     return g_state, jnp.sum(g_transition, axis=0), g_dt, g_du, g_b, g_c, None
