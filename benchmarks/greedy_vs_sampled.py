@@ -29,8 +29,9 @@ from memorax.statistics import interquartile_mean
 
 def episode_returns(agent, num_actions: int, policy: str, episodes: int, params, key) -> jax.Array:
     """First-episode returns of ``episodes`` fresh envs (NaN where one did not finish) with the
-    policy's ``mode``, a ``sample`` of it, or uniformly ``random`` actions; the key rides in the
-    carry so that each step draws anew."""
+    policy's ``mode``, a ``sample`` of it, or uniformly ``random`` actions. ``key`` deals the
+    episodes (the same for every policy); actions draw from a stream folded off it, carried
+    along so that each step draws anew."""
 
     def act(carry, inputs):
         carry, key = carry
@@ -45,7 +46,7 @@ def episode_returns(agent, num_actions: int, policy: str, episodes: int, params,
         return (carry, key), action[:, 0]
 
     steps = agent.env_params.max_steps_in_episode + 1
-    carry = (agent.initialize_carry(episodes), key)
+    carry = (agent.initialize_carry(episodes), jax.random.fold_in(key, 1))
     returns, finished = greedy_episode_returns(
         key, agent.env, agent.env_params, act, carry, episodes, steps, agent.env_action
     )
