@@ -24,8 +24,9 @@ times along the run (the last one is the row's result). The results folder
 - ``curves/<task>-<torso>.png``: each row's learning curve.
 
 Defaults are sized for a 2-core CPU: Easy, torsos gru s5 lru mamba and mlp, 4 seeds, 500,000 env
-steps per seed; a row takes 2 to 6 minutes there (ppo_rnn's default network), so the whole
-table (every family, 5 torsos) takes hours: run it in parts with --tasks, or on a GPU.
+steps per seed; a row takes 2 to 6 minutes there (ppo_rnn's default network), a mamba row 9 to
+15, so the whole table (every family, 5 torsos) takes about 5 hours: run it in parts with --tasks,
+or on a GPU.
 
 --tasks takes our family names or POPGym's (StatelessCartPole is our PositionOnlyCartPole, the
 same task); the table names each task by ours.
