@@ -36,7 +36,7 @@ STACKS_OF_CHECKED_LAYERS = {n for n in TORSOS if n.endswith("_2_layers")} - {"gt
 # The registry entries that cover each --torso name: the model it builds, or its layer.
 ENTRIES_OF_TORSO = {
     "gru": ["fused_gru"],
-    "lstm": ["optimized_lstm"],
+    "lstm": ["fused_lstm"],
     "mgu": ["mgu"],
     "elman": ["simple"],
     "indrnn": ["indrnn"],

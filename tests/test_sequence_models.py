@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memorax.networks import MLP, RNN, FusedGRUCell, SequenceModelWrapper
+from memorax.networks import MLP, RNN, FusedGRUCell, FusedLSTMCell, SequenceModelWrapper
 from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
 from tests import sequence_contract as contract
 
@@ -21,6 +21,7 @@ RNN_TORSOS = {
     "fused_gru": contract.Compiled(RNN(FusedGRUCell(features=8))),
     "lstm": contract.Compiled(RNN(nn.LSTMCell(features=8))),
     "optimized_lstm": contract.Compiled(RNN(nn.OptimizedLSTMCell(features=8))),
+    "fused_lstm": contract.Compiled(RNN(FusedLSTMCell(features=8))),
     "mgu": contract.Compiled(RNN(nn.MGUCell(features=8))),
     "simple": contract.Compiled(RNN(nn.SimpleCell(features=8))),
     "wrapped_gru": contract.Compiled(SequenceModelWrapper(RNN(nn.GRUCell(features=8)))),
@@ -93,6 +94,46 @@ def test_fused_gru_computes_flax_gru():
     step = FusedGRUCell(features=4).apply(cell_params, carry, x[:, 0])
     reference = nn.GRUCell(features=4).apply({"params": gates}, carry, x[:, 0])
     assert contract.max_abs_diff(step, reference) <= 1e-6
+
+
+def test_fused_lstm_computes_flax_lstm():
+    """Independent reference: flax's own LSTMCell with the same weights, gate by gate; and the
+    fused cell's initialisation draws each gate's block from flax's initialisers."""
+    reset = contract.reset_mask([[0, 3], [2]], 6)
+    x = contract.inputs(jax.random.key(8), 2, 6, 3)
+    flax_rnn, fused_rnn = RNN(nn.LSTMCell(features=4)), RNN(FusedLSTMCell(features=4))
+    gates = contract.init_params(flax_rnn, x, reset)["params"]["cell"]
+
+    def joined(side, part):
+        return jnp.concatenate([gates[f"{side}{gate}"][part] for gate in "ifgo"], axis=-1)
+
+    fused_params = {
+        "params": {
+            "cell": {
+                "input_projection": {"kernel": joined("i", "kernel")},
+                "recurrent_projection": {
+                    "kernel": joined("h", "kernel"),
+                    "bias": joined("h", "bias"),
+                },
+            }
+        }
+    }
+    carry = tuple(jax.random.normal(k, (2, 4)) for k in jax.random.split(jax.random.key(9)))
+    expected = flax_rnn.apply({"params": {"cell": gates}}, x, reset, carry)
+    actual = fused_rnn.apply(fused_params, x, reset, carry)
+    assert contract.max_abs_diff(expected, actual) <= 1e-6
+    # As a plain cell (one step, no hoisting) it is the same function too.
+    cell_params = {"params": fused_params["params"]["cell"]}
+    step = FusedLSTMCell(features=4).apply(cell_params, carry, x[:, 0])
+    reference = nn.LSTMCell(features=4).apply({"params": gates}, carry, x[:, 0])
+    assert contract.max_abs_diff(step, reference) <= 1e-6
+    # Initialisation: each gate's recurrent block is orthogonal on its own (as flax draws it),
+    # not one [H, 4H] orthogonal matrix; biases start at zero.
+    own = contract.init_params(fused_rnn, x, reset)["params"]["cell"]
+    kernel = np.asarray(own["recurrent_projection"]["kernel"])
+    for block in np.split(kernel, 4, axis=1):
+        np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
+    assert not np.any(np.asarray(own["recurrent_projection"]["bias"]))
 
 
 def test_wrapper_changes_nothing_for_a_contract_model():

@@ -189,17 +189,23 @@ def test_elman_matches_its_equation():
 
 
 def test_lstm_matches_its_equations():
-    """flax's OptimizedLSTMCell, as --torso lstm builds it (Hochreiter & Schmidhuber 1997, with
-    a forget gate): i, f, o = sigmoid(W_i* x + W_h* h + b_h*), g = tanh(W_ig x + W_hg h + b_hg),
-    c = f c + i g, h = o tanh(c); the carry (c, h) zeroed where an episode starts."""
+    """FusedLSTMCell, as --torso lstm builds it (Hochreiter & Schmidhuber 1997, with a forget
+    gate): i, f, o = sigmoid(W_i* x + W_h* h + b_h*), g = tanh(W_ig x + W_hg h + b_hg),
+    c = f c + i g, h = o tanh(c); the carry (c, h) zeroed where an episode starts. The fused
+    kernels hold the gates side by side in (i, f, g, o) order."""
     model = contract.Compiled(make_torso("lstm", 8))
     x, reset = _reference_inputs()
     params = contract.init_params(model, x, reset)
     p = _numpy(params["params"]["cell"])
     width = 8
+    column = {name: slice(k * width, (k + 1) * width) for k, name in enumerate("ifgo")}
+    w_x, w_h = p["input_projection"]["kernel"], p["recurrent_projection"]["kernel"]
+    b_h = p["recurrent_projection"]["bias"]
+    assert set(p["input_projection"]) == {"kernel"}  # flax's LSTM: no input-side bias
 
     def gate(name, x_t, h):
-        return x_t @ p[f"i{name}"]["kernel"] + h @ p[f"h{name}"]["kernel"] + p[f"h{name}"]["bias"]
+        cols = column[name]
+        return x_t @ w_x[:, cols] + h @ w_h[:, cols] + b_h[cols]
 
     def step(state, x_t):  # state: [B, 2H] = (c, h)
         c, h = state[:, :width], state[:, width:]

@@ -7,6 +7,7 @@ from memorax.networks.network import Network, SharedActorCritic, shares_torso
 from memorax.networks.sequence_models import (
     RNN,
     FusedGRUCell,
+    FusedLSTMCell,
     LRUCell,
     MambaCell,
     Memoroid,
@@ -21,6 +22,7 @@ __all__ = [
     "RNN",
     "FeatureExtractor",
     "FusedGRUCell",
+    "FusedLSTMCell",
     "LRUCell",
     "MambaCell",
     "Memoroid",

@@ -9,6 +9,7 @@ from memorax.networks.mlp import MLP
 from memorax.networks.sequence_models.base import SequenceModelWrapper
 from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.indrnn import IndRNNCell
+from memorax.networks.sequence_models.lstm import FusedLSTMCell
 from memorax.networks.sequence_models.rnn import RNN
 
 TorsoName = Literal[
@@ -40,7 +41,7 @@ TORSO_NAMES: tuple[str, ...] = TorsoName.__args__
 # The recurrent cells, stepped one at a time by RNN and stacked as plain layers.
 RECURRENT_CELLS: dict[str, type[nn.RNNCellBase]] = {
     "gru": FusedGRUCell,
-    "lstm": nn.OptimizedLSTMCell,
+    "lstm": FusedLSTMCell,
     "mgu": nn.MGUCell,
     "elman": nn.SimpleCell,
     "indrnn": IndRNNCell,
@@ -95,7 +96,8 @@ def make_torso(
 ) -> nn.Module:
     """The torso called ``name``, ``hidden_size`` wide and ``num_layers`` deep.
 
-    GRU is ``FusedGRUCell`` (flax's GRU equations, faster), LSTM ``nn.OptimizedLSTMCell``, MGU
+    GRU is ``FusedGRUCell`` (flax's GRU equations, faster), LSTM ``FusedLSTMCell`` (flax's, the
+    same way faster), MGU
     ``nn.MGUCell``, Elman ``nn.SimpleCell`` and IndRNN ``IndRNNCell``: recurrent cells stack as
     plain layers. The parallel models (minGRU, LRU, S5, Mamba, Mamba-2) stack with residual
     connections and pre-normalisation; attention is a GPT-style stack of pre-norm residual

@@ -21,6 +21,7 @@ from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.indrnn import IndRNNCell
 from memorax.networks.sequence_models.linear_attention import LinearAttention
 from memorax.networks.sequence_models.lru import LRU, LRUCell
+from memorax.networks.sequence_models.lstm import FusedLSTMCell
 from memorax.networks.sequence_models.mamba import Mamba, MambaCell, MambaLayer
 from memorax.networks.sequence_models.mamba2 import Mamba2, Mamba2Layer
 from memorax.networks.sequence_models.memoroid import (
@@ -51,6 +52,7 @@ __all__ = [
     "RNN",
     "FrameStack",
     "FusedGRUCell",
+    "FusedLSTMCell",
     "IndRNNCell",
     "S5",
     "LRUCell",
