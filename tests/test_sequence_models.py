@@ -174,3 +174,21 @@ def test_residual_rejects_a_shape_change():
     model = Residual(RNN(nn.GRUCell(features=FEATURES + 1)))
     with pytest.raises(ValueError, match="keeps the shape"):
         contract.init_params(model, jnp.ones((1, 3, FEATURES)), jnp.zeros((1, 3), bool))
+
+
+def test_rnn_layout_benchmark_compares_one_function():
+    """benchmarks/rnn_layout.py times the loop and time-major layouts against RNN's hoisted one:
+    with the same weights they must compute the same outputs and carry, or the timing compares
+    different work."""
+    from benchmarks.rnn_layout import _Scanned
+
+    reset = contract.reset_mask([[0, 3], [2]], 6)
+    x = contract.inputs(jax.random.key(3), 2, 6, 3)
+    for cell in (FusedGRUCell(features=4), FusedLSTMCell(features=4)):
+        hoisted = RNN(cell)
+        params = contract.init_params(hoisted, x, reset)
+        carry = jax.tree.map(lambda a: a + 0.5, hoisted.initialize_carry(2))
+        expected = hoisted.apply(params, x, reset, carry)
+        for hoist in (False, True):
+            actual = _Scanned(cell, hoist=hoist).apply(params, x, reset, carry)
+            assert contract.max_abs_diff(expected, actual) <= 1e-6
