@@ -27,7 +27,7 @@ WIDTH, SPEED_LENGTH = 128, 1024
 # How each torso runs over a training sequence, and the paper it follows.
 KIND = {
     "gru": ("sequential", "scan", "Cho et al. 2014 (flax's equations, fused)"),
-    "lstm": ("sequential", "scan", "Hochreiter & Schmidhuber 1997"),
+    "lstm": ("sequential", "scan", "Hochreiter & Schmidhuber 1997 (flax's equations, fused)"),
     "mgu": ("sequential", "scan", "Zhou et al. 2016 (flax MGUCell)"),
     "elman": ("sequential", "scan", "Elman 1990 (flax SimpleCell)"),
     "indrnn": ("sequential", "scan", "Li et al. 2018"),
