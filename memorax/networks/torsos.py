@@ -96,15 +96,14 @@ def make_torso(
 ) -> nn.Module:
     """The torso called ``name``, ``hidden_size`` wide and ``num_layers`` deep.
 
-    GRU is ``FusedGRUCell`` (flax's GRU equations, faster), LSTM ``FusedLSTMCell`` (flax's, the
-    same way faster), MGU
-    ``nn.MGUCell``, Elman ``nn.SimpleCell`` and IndRNN ``IndRNNCell``: recurrent cells stack as
-    plain layers. The parallel models (minGRU, LRU, S5, Mamba, Mamba-2) stack with residual
-    connections and pre-normalisation; attention is a GPT-style stack of pre-norm residual
-    self-attention and feed-forward blocks over the last ``context_length`` steps, with ALiBi
-    positions (``attention``), RoPE (``attention_rope``) or none (``attention_nope``). ``gtrxl``
-    is Parisotto et al.'s GTrXL: the same pre-norm blocks, each followed by a GRU-type gate
-    (``GatedResidual``) instead of the residual add, with RoPE positions (relative, like
+    GRU is ``FusedGRUCell`` and LSTM ``FusedLSTMCell`` (flax's equations, input projection hoisted
+    out of the time loop), MGU ``nn.MGUCell``, Elman ``nn.SimpleCell`` and IndRNN ``IndRNNCell``:
+    recurrent cells stack as plain layers. The parallel models (minGRU, LRU, S5, Mamba, Mamba-2)
+    stack with residual connections and pre-normalisation; attention is a GPT-style stack of
+    pre-norm residual self-attention and feed-forward blocks over the last ``context_length`` steps,
+    with ALiBi positions (``attention``), RoPE (``attention_rope``) or none (``attention_nope``).
+    ``gtrxl`` is Parisotto et al.'s GTrXL: the same pre-norm blocks, each followed by a GRU-type
+    gate (``GatedResidual``) instead of the residual add, with RoPE positions (relative, like
     Transformer-XL's).
     ``ffm`` (Fast and Forgetful Memory) stacks like the parallel models, ``linear_attention``
     is the GPT-style stack with Katharopoulos et al.'s linear attention (every earlier step of the
