@@ -63,6 +63,19 @@ def test_rnn_matches_hand_written_gru_loop():
     np.testing.assert_allclose(y, jnp.stack(expected, axis=1), atol=1e-6)
 
 
+def _check_same_function(flax_cell, fused_cell, gates, fused_cell_params, carry):
+    """The fused cell with ``fused_cell_params`` equals the flax cell with ``gates``: over a
+    sequence with resets through RNN (the fused cell hoisted) and as a plain single step."""
+    reset = contract.reset_mask([[0, 3], [2]], 6)
+    x = contract.inputs(jax.random.key(8), 2, 6, 3)
+    expected = RNN(flax_cell).apply({"params": {"cell": gates}}, x, reset, carry)
+    actual = RNN(fused_cell).apply({"params": {"cell": fused_cell_params}}, x, reset, carry)
+    assert contract.max_abs_diff(expected, actual) <= 1e-6
+    step = fused_cell.apply({"params": fused_cell_params}, carry, x[:, 0])
+    reference = flax_cell.apply({"params": gates}, carry, x[:, 0])
+    assert contract.max_abs_diff(step, reference) <= 1e-6
+
+
 def test_fused_gru_computes_flax_gru():
     """Independent reference: flax's own GRUCell with the same weights, gate by gate."""
     reset = contract.reset_mask([[0, 3], [2]], 6)
@@ -74,26 +87,15 @@ def test_fused_gru_computes_flax_gru():
         return jnp.concatenate([gates[name][part] for name in names], axis=-1)
 
     fused_params = {
-        "params": {
-            "cell": {
-                "input_projection": {
-                    "kernel": joined(("ir", "iz", "in"), "kernel"),
-                    "bias": joined(("ir", "iz", "in"), "bias"),
-                },
-                "recurrent_projection": {"kernel": joined(("hr", "hz", "hn"), "kernel")},
-                "recurrent_bias": gates["hn"]["bias"],
-            }
-        }
+        "input_projection": {
+            "kernel": joined(("ir", "iz", "in"), "kernel"),
+            "bias": joined(("ir", "iz", "in"), "bias"),
+        },
+        "recurrent_projection": {"kernel": joined(("hr", "hz", "hn"), "kernel")},
+        "recurrent_bias": gates["hn"]["bias"],
     }
     carry = jax.random.normal(jax.random.key(9), (2, 4))
-    expected = flax_rnn.apply({"params": {"cell": gates}}, x, reset, carry)
-    actual = fused_rnn.apply(fused_params, x, reset, carry)
-    assert contract.max_abs_diff(expected, actual) <= 1e-6
-    # As a plain cell (one step, no hoisting) it is the same function too.
-    cell_params = {"params": fused_params["params"]["cell"]}
-    step = FusedGRUCell(features=4).apply(cell_params, carry, x[:, 0])
-    reference = nn.GRUCell(features=4).apply({"params": gates}, carry, x[:, 0])
-    assert contract.max_abs_diff(step, reference) <= 1e-6
+    _check_same_function(flax_rnn.cell, fused_rnn.cell, gates, fused_params, carry)
 
 
 def test_fused_lstm_computes_flax_lstm():
@@ -108,25 +110,11 @@ def test_fused_lstm_computes_flax_lstm():
         return jnp.concatenate([gates[f"{side}{gate}"][part] for gate in "ifgo"], axis=-1)
 
     fused_params = {
-        "params": {
-            "cell": {
-                "input_projection": {"kernel": joined("i", "kernel")},
-                "recurrent_projection": {
-                    "kernel": joined("h", "kernel"),
-                    "bias": joined("h", "bias"),
-                },
-            }
-        }
+        "input_projection": {"kernel": joined("i", "kernel")},
+        "recurrent_projection": {"kernel": joined("h", "kernel"), "bias": joined("h", "bias")},
     }
     carry = tuple(jax.random.normal(k, (2, 4)) for k in jax.random.split(jax.random.key(9)))
-    expected = flax_rnn.apply({"params": {"cell": gates}}, x, reset, carry)
-    actual = fused_rnn.apply(fused_params, x, reset, carry)
-    assert contract.max_abs_diff(expected, actual) <= 1e-6
-    # As a plain cell (one step, no hoisting) it is the same function too.
-    cell_params = {"params": fused_params["params"]["cell"]}
-    step = FusedLSTMCell(features=4).apply(cell_params, carry, x[:, 0])
-    reference = nn.LSTMCell(features=4).apply({"params": gates}, carry, x[:, 0])
-    assert contract.max_abs_diff(step, reference) <= 1e-6
+    _check_same_function(flax_rnn.cell, fused_rnn.cell, gates, fused_params, carry)
     # Initialisation: each gate's recurrent block is orthogonal on its own (as flax draws it),
     # not one [H, 4H] orthogonal matrix; biases start at zero.
     own = contract.init_params(fused_rnn, x, reset)["params"]["cell"]
