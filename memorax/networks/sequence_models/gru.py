@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 
-def _per_gate(init: nn.initializers.Initializer, gates: int) -> nn.initializers.Initializer:
+def per_gate(init: nn.initializers.Initializer, gates: int) -> nn.initializers.Initializer:
     """Initialise a [in, gates * H] kernel as ``gates`` independent [in, H] blocks."""
 
     def init_fn(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
@@ -33,12 +33,12 @@ class FusedGRUCell(nn.RNNCellBase):
 
     def setup(self) -> None:
         self.input_projection = nn.Dense(
-            3 * self.features, kernel_init=_per_gate(nn.initializers.lecun_normal(), 3)
+            3 * self.features, kernel_init=per_gate(nn.initializers.lecun_normal(), 3)
         )
         self.recurrent_projection = nn.Dense(
             3 * self.features,
             use_bias=False,
-            kernel_init=_per_gate(nn.initializers.orthogonal(), 3),
+            kernel_init=per_gate(nn.initializers.orthogonal(), 3),
         )
         self.recurrent_bias = self.param("recurrent_bias", nn.initializers.zeros, (self.features,))
 

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from memorax.networks.sequence_models.gru import _per_gate
+from memorax.networks.sequence_models.gru import per_gate
 
 LSTMCarry = tuple[jax.Array, jax.Array]  # (c, h), flax's order
 
@@ -32,10 +32,10 @@ class FusedLSTMCell(nn.RNNCellBase):
         self.input_projection = nn.Dense(
             4 * self.features,
             use_bias=False,
-            kernel_init=_per_gate(nn.initializers.lecun_normal(), 4),
+            kernel_init=per_gate(nn.initializers.lecun_normal(), 4),
         )
         self.recurrent_projection = nn.Dense(
-            4 * self.features, kernel_init=_per_gate(nn.initializers.orthogonal(), 4)
+            4 * self.features, kernel_init=per_gate(nn.initializers.orthogonal(), 4)
         )
 
     def project(self, inputs: jax.Array) -> jax.Array:
