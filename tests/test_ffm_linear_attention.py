@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from memorax.networks.sequence_models import FFMCell, LinearAttention, Memoroid
+from memorax.networks.sequence_models import FFM, FFMCell, LinearAttention, Memoroid
 from memorax.networks.torsos import LINEAR_ATTENTION_HEADS, check_torso, make_torso
 from tests import sequence_contract as contract
 from tests.test_memoroid import LONG_LENGTH, stepwise_scan
@@ -118,6 +118,22 @@ def test_ffm_initial_decays_and_frequencies():
     params = params["params"]["cell"]
     np.testing.assert_allclose(params["alpha"], [np.log(100) / 1024, 0.3488, np.log(2)], rtol=1e-3)
     np.testing.assert_allclose(params["omega"], [2 * np.pi, 2 * np.pi / 1024], rtol=1e-6)
+
+
+def test_ffm_spread_frequencies_and_their_refusal():
+    """frequencies="spread" starts omega at pi/4 .. pi (turns a lag can be read from) and leaves
+    alpha as the authors'; the torso passes it to every layer; an unknown value is refused."""
+    x, reset = jnp.ones((1, 2, FEATURES)), jnp.zeros((1, 2), bool)
+    torso = FFM(hidden_dim=8, num_layers=2, context_size=4, frequencies="spread")
+    params = jax.jit(torso.init)(jax.random.key(0), x, reset, torso.initialize_carry(1))
+    blocks = params["params"]["stack"]
+    cells = [blocks[f"blocks_{i}"]["module"]["module"]["cell"] for i in range(2)]
+    for cell in cells:
+        np.testing.assert_allclose(cell["omega"], np.pi * np.array([1, 2, 3, 4]) / 4, rtol=1e-6)
+        np.testing.assert_allclose(cell["alpha"], [np.log(100) / 1024, np.log(2)], rtol=1e-3)
+    bad = Memoroid(FFMCell(features=8, memory_size=3, context_size=2, frequencies="fast"))
+    with pytest.raises(ValueError, match='frequencies .* must be "periods" or "spread"'):
+        bad.init(jax.random.key(0), x, reset, bad.initialize_carry(1))
 
 
 @pytest.mark.parametrize("decay", [False, True], ids=["plain", "decay"])

@@ -19,8 +19,15 @@ multiplies only factors |gamma| <= 1 and needs neither (tested at T = 2048). The
 channel's initial alpha is ln 2 (half its memory gone per step) rather than the code's 0.67,
 which that cap sets just below ln 2; the slowest is the code's ln(1 / forgotten_at) / max_period,
 and the frequencies are the code's 2 pi / linspace(min_period, max_period, c). The sign of omega
-and the order of the read-out's inputs are conventions that l3 absorbs. The paper's code takes l1,
-l2, l4 and l5 as slices of one dense layer: the same maps.
+and the order of the read-out's inputs are conventions that l3 absorbs. The paper's code takes
+l1, l2, l4 and l5 as slices of one dense layer: the same maps.
+
+Those frequencies start the first context channel at 2 pi rad a step, which is no rotation at
+all, and the others below 0.02 rad: at initialisation every context channel of a memory channel
+holds nearly the same sum, and lags differ only by decay. FFM then learns to recall an input a
+fixed few steps back (RepeatPrevious) far more slowly than a GRU or an LRU
+(benchmarks/ffm_frequencies.py). ``frequencies="spread"`` starts them at linspace(pi / 4, pi, c)
+instead; the default stays the authors' so that ``--torso ffm`` is their model.
 """
 
 import flax.linen as nn
@@ -47,6 +54,7 @@ class FFMCell(LinearRecurrenceCell):
     min_period: float = 1.0
     max_period: float = 1024.0
     forgotten_at: float = 0.01  # the slowest channel keeps this fraction after max_period steps
+    frequencies: str = "periods"  # omega's start: "periods" (the authors') or "spread" (pi/4..pi)
 
     def setup(self) -> None:
         def alpha_init(key: jax.Array, shape: tuple[int]) -> jax.Array:
@@ -54,7 +62,12 @@ class FFMCell(LinearRecurrenceCell):
             return jnp.linspace(slowest, np.log(2.0), shape[0])
 
         def omega_init(key: jax.Array, shape: tuple[int]) -> jax.Array:
+            if self.frequencies == "spread":
+                return jnp.linspace(np.pi / 4, np.pi, shape[0])
             return 2.0 * np.pi / jnp.linspace(self.min_period, self.max_period, shape[0])
+
+        if self.frequencies not in ("periods", "spread"):
+            raise ValueError(f'frequencies ({self.frequencies!r}) must be "periods" or "spread"')
 
         self.alpha = self.param("alpha", alpha_init, (self.memory_size,))
         self.omega = self.param("omega", omega_init, (self.context_size,))
@@ -95,10 +108,14 @@ class FFM(MemoroidTorso):
 
     memory_size: int | None = None
     context_size: int = 4
+    frequencies: str = "periods"  # FFMCell's: the authors' start for omega, or "spread"
 
     @nn.nowrap
     def make_cell(self) -> MemoroidCell:
         memory_size = self.memory_size or -(-self.hidden_dim // self.context_size)
         return FFMCell(
-            features=self.hidden_dim, memory_size=memory_size, context_size=self.context_size
+            features=self.hidden_dim,
+            memory_size=memory_size,
+            context_size=self.context_size,
+            frequencies=self.frequencies,
         )

@@ -1,0 +1,120 @@
+"""Why --torso ffm learns RepeatPreviousEasy slowly (0.43 in the POPGym table at 500k steps, where
+GRU, LSTM, LRU, S5 and Mamba reach 1.00): its starting frequencies.
+
+FFM's authors start omega at 2 pi / linspace(1, 1024, c): the first context channel turns by 2 pi
+a step (no turn at all), the others by less than 0.02 rad, so at first every context channel of a
+memory channel holds nearly the same sum and lags differ only by decay. Two measurements:
+
+    python benchmarks/ffm_frequencies.py probe       # supervised: output the input of k steps ago
+    python benchmarks/ffm_frequencies.py ppo         # the table's RepeatPreviousEasy row, spread
+
+``probe`` trains each torso (width 128, one layer, a dense layer before and a linear read-out
+after) to name the suit shown ``--lag`` steps ago in a stream of random suits (RepeatPrevious's
+memory, without RL), with Adam, and prints the accuracy along the way: gru, lru, ffm (the
+authors' start) and ffm with ``frequencies="spread"`` (omega from pi/4 to pi).
+``ppo`` runs the POPGym table's row (benchmarks/popgym.py's flags: RepeatPreviousEasy, 4 seeds,
+500,000 env steps, --use-prev-action --use-reset-flag) with FFM's spread frequencies; extra
+arguments go to ppo_rnn (e.g. --total-timesteps 2000000).
+Results: benchmarks/results/popgym/ffm_repeat_previous_easy.md.
+"""
+
+import argparse
+import functools
+import runpy
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SUITS = 4
+
+
+def probe(lag: int, steps: int, seeds: int, length: int = 32, batch: int = 64) -> None:
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from memorax.networks.sequence_models import FFM
+    from memorax.networks.sequence_models.base import initialize_carry_of
+    from memorax.networks.torsos import make_torso
+
+    width = 128
+    torsos = {
+        "gru": lambda: make_torso("gru", width),
+        "lru": lambda: make_torso("lru", width),
+        "ffm (the authors' frequencies)": lambda: make_torso("ffm", width),
+        'ffm, frequencies="spread"': lambda: FFM(hidden_dim=width, frequencies="spread"),
+    }
+
+    class Net(nn.Module):
+        torso: nn.Module
+
+        @nn.compact
+        def __call__(self, x, reset, carry):
+            _, h = self.torso(nn.relu(nn.Dense(width)(x)), reset, carry)
+            return nn.Dense(SUITS)(h)
+
+    def stream(key):
+        suits = jax.random.randint(key, (batch, length), 0, SUITS)
+        return jax.nn.one_hot(suits, SUITS), suits
+
+    reset = jnp.zeros((batch, length), bool).at[:, 0].set(True)
+    marks = sorted({m for m in (100, 250, 500, 1000, 2000, steps) if m <= steps})
+    print("| torso | seed | " + " | ".join(f"accuracy at {m}" for m in marks) + " |")
+    print("|---|---:|" + "---:|" * len(marks))
+    for name, build in torsos.items():
+        for seed in range(seeds):
+            torso = build()
+            net, carry = Net(torso), initialize_carry_of(torso, batch)
+            params = net.init(jax.random.key(seed), stream(jax.random.key(99))[0], reset, carry)
+            optimiser = optax.adam(1e-3)
+            state = optimiser.init(params)
+
+            def loss(p, key, net=net, carry=carry):
+                x, suits = stream(key)
+                logits, target = net.apply(p, x, reset, carry)[:, lag:], suits[:, :-lag]
+                ce = optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
+                return ce, (logits.argmax(-1) == target).mean()
+
+            @jax.jit
+            def step(p, s, key, loss=loss, optimiser=optimiser):
+                (_, accuracy), grads = jax.value_and_grad(loss, has_aux=True)(p, key)
+                updates, s = optimiser.update(grads, s, p)
+                return optax.apply_updates(p, updates), s, accuracy
+
+            key, seen, start = jax.random.key(1000 + seed), [], time.time()
+            for i in range(1, steps + 1):
+                key, draw = jax.random.split(key)
+                params, state, accuracy = step(params, state, draw)
+                if i in marks:
+                    seen.append(f"{float(accuracy):.3f}")
+            print(f"| {name} | {seed} | " + " | ".join(seen) + f" |  ({time.time() - start:.0f} s)")
+            sys.stdout.flush()
+
+
+def ppo(extra: list[str]) -> None:
+    import memorax.networks.sequence_models as sequence_models
+
+    # make_torso imports FFM from memorax.networks.sequence_models when it builds --torso ffm.
+    sequence_models.FFM = functools.partial(sequence_models.FFM, frequencies="spread")
+    sys.argv = [
+        "ppo_rnn.py", "--env-id", "RepeatPreviousEasy", "--torso", "ffm", "--num-seeds", "4",
+        "--total-timesteps", "500000", "--use-prev-action", "--use-reset-flag", *extra,
+    ]  # fmt: skip
+    runpy.run_path(str(REPO / "algorithms" / "ppo_rnn.py"), run_name="__main__")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("probe", "ppo"))
+    parser.add_argument("--lag", type=int, default=4, help="probe: steps back (RepeatPrevious: 4)")
+    parser.add_argument("--steps", type=int, default=2000, help="probe: Adam steps")
+    parser.add_argument("--seeds", type=int, default=2, help="probe: seeds per torso")
+    args, rest = parser.parse_known_args()
+    if args.mode == "probe":
+        if rest:
+            parser.error(f"unrecognised arguments: {' '.join(rest)}")
+        probe(args.lag, args.steps, args.seeds)
+    else:
+        ppo(rest)
