@@ -11,10 +11,10 @@ memory channel holds nearly the same sum and lags differ only by decay. Two meas
 ``probe`` trains each torso (width 128, one layer, a dense layer before and a linear read-out
 after) to name the suit shown ``--lag`` steps ago in a stream of random suits (RepeatPrevious's
 memory, without RL), with Adam, and prints the accuracy along the way: gru, lru, ffm (the
-authors' start) and ffm with ``frequencies="spread"`` (omega from pi/4 to pi).
+authors' start) and ffm with ``frequencies="spread"`` (omega from 0 to pi).
 ``ppo`` runs the POPGym table's row (benchmarks/popgym.py's flags: RepeatPreviousEasy, 4 seeds,
 500,000 env steps, --use-prev-action --use-reset-flag) with FFM's spread frequencies; extra
-arguments go to ppo_rnn (e.g. --total-timesteps 2000000).
+arguments go to ppo_rnn (e.g. --env-id RepeatFirstEasy, --total-timesteps 2000000).
 Results: benchmarks/results/popgym/ffm_repeat_previous_easy.md.
 """
 
@@ -98,9 +98,10 @@ def ppo(extra: list[str]) -> None:
 
     # make_torso imports FFM from memorax.networks.sequence_models when it builds --torso ffm.
     sequence_models.FFM = functools.partial(sequence_models.FFM, frequencies="spread")
+    task = [] if "--env-id" in extra else ["--env-id", "RepeatPreviousEasy"]
     sys.argv = [
-        "ppo_rnn.py", "--env-id", "RepeatPreviousEasy", "--torso", "ffm", "--num-seeds", "4",
-        "--total-timesteps", "500000", "--use-prev-action", "--use-reset-flag", *extra,
+        "ppo_rnn.py", *task, "--torso", "ffm", "--num-seeds", "4", "--total-timesteps", "500000",
+        "--use-prev-action", "--use-reset-flag", *extra,
     ]  # fmt: skip
     runpy.run_path(str(REPO / "algorithms" / "ppo_rnn.py"), run_name="__main__")
 

@@ -121,7 +121,7 @@ def test_ffm_initial_decays_and_frequencies():
 
 
 def test_ffm_spread_frequencies_and_their_refusal():
-    """frequencies="spread" starts omega at pi/4 .. pi (turns a lag can be read from) and leaves
+    """frequencies="spread" starts omega at 0 .. pi (turns a lag can be read from) and leaves
     alpha as the authors'; the torso passes it to every layer; an unknown value is refused."""
     x, reset = jnp.ones((1, 2, FEATURES)), jnp.zeros((1, 2), bool)
     torso = FFM(hidden_dim=8, num_layers=2, context_size=4, frequencies="spread")
@@ -129,7 +129,7 @@ def test_ffm_spread_frequencies_and_their_refusal():
     blocks = params["params"]["stack"]
     cells = [blocks[f"blocks_{i}"]["module"]["module"]["cell"] for i in range(2)]
     for cell in cells:
-        np.testing.assert_allclose(cell["omega"], np.pi * np.array([1, 2, 3, 4]) / 4, rtol=1e-6)
+        np.testing.assert_allclose(cell["omega"], np.pi * np.array([0, 1, 2, 3]) / 3, atol=1e-6)
         np.testing.assert_allclose(cell["alpha"], [np.log(100) / 1024, np.log(2)], rtol=1e-3)
     bad = Memoroid(FFMCell(features=8, memory_size=3, context_size=2, frequencies="fast"))
     with pytest.raises(ValueError, match='frequencies .* must be "periods" or "spread"'):

@@ -26,8 +26,9 @@ Those frequencies start the first context channel at 2 pi rad a step, which is n
 all, and the others below 0.02 rad: at initialisation every context channel of a memory channel
 holds nearly the same sum, and lags differ only by decay. FFM then learns to recall an input a
 fixed few steps back (RepeatPrevious) far more slowly than a GRU or an LRU
-(benchmarks/ffm_frequencies.py). ``frequencies="spread"`` starts them at linspace(pi / 4, pi, c)
-instead; the default stays the authors' so that ``--torso ffm`` is their model.
+(benchmarks/ffm_frequencies.py). ``frequencies="spread"`` starts them at linspace(0, pi, c)
+instead (still one channel that does not turn, which keeps a sum that does not depend on when
+its inputs came); the default stays the authors' so that ``--torso ffm`` is their model.
 """
 
 import flax.linen as nn
@@ -54,7 +55,7 @@ class FFMCell(LinearRecurrenceCell):
     min_period: float = 1.0
     max_period: float = 1024.0
     forgotten_at: float = 0.01  # the slowest channel keeps this fraction after max_period steps
-    frequencies: str = "periods"  # omega's start: "periods" (the authors') or "spread" (pi/4..pi)
+    frequencies: str = "periods"  # omega's start: "periods" (the authors') or "spread" (0..pi)
 
     def setup(self) -> None:
         def alpha_init(key: jax.Array, shape: tuple[int]) -> jax.Array:
@@ -63,7 +64,7 @@ class FFMCell(LinearRecurrenceCell):
 
         def omega_init(key: jax.Array, shape: tuple[int]) -> jax.Array:
             if self.frequencies == "spread":
-                return jnp.linspace(np.pi / 4, np.pi, shape[0])
+                return jnp.linspace(0.0, np.pi, shape[0])
             return 2.0 * np.pi / jnp.linspace(self.min_period, self.max_period, shape[0])
 
         if self.frequencies not in ("periods", "spread"):
