@@ -111,8 +111,8 @@ def check_reset_isolation(model: nn.Module, features: int, length: int = 10, at:
         _, y = model.apply(params, x, reset, carry)
         return jnp.sum(y[:, at:] ** 2, axis=(1, 2))  # [B]
 
-    # Compiled as one program: the jacobian of a jitted call, taken op by op, compiles its
-    # forward and transposed parts separately for every model.
+    # One compiled program for the whole jacobian, which the test process's compilation cache
+    # can hold (tests/conftest.py), rather than the transformation applied op by op.
     grad_x, grad_carry = jax.jit(jax.jacrev(later_outputs, argnums=(0, 1)))(x, carry)
     assert float(jnp.max(jnp.abs(grad_x[0][:, :at]))) == 0.0, "reset leaked earlier inputs"
     for leaf in jax.tree.leaves(grad_carry):
