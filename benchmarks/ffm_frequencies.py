@@ -12,6 +12,8 @@ memory channel holds nearly the same sum and lags differ only by decay. Two meas
 after) to name the suit shown ``--lag`` steps ago in a stream of random suits (RepeatPrevious's
 memory, without RL), with Adam, and prints the accuracy along the way: gru, lru, ffm (the
 authors' start) and ffm with ``frequencies="spread"`` (omega from 0 to pi).
+``--torsos`` probes any torsos of the zoo instead (``--torsos attention attention_rope`` is why
+ALiBi attention fails RepeatPreviousEasy: attention_repeat_previous_easy.md).
 ``ppo`` runs the POPGym table's row (benchmarks/popgym.py's flags: RepeatPreviousEasy, 4 seeds,
 500,000 env steps, --use-prev-action --use-reset-flag) with FFM's spread frequencies; extra
 arguments go to ppo_rnn (e.g. --env-id RepeatFirstEasy, --total-timesteps 2000000).
@@ -29,7 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 SUITS = 4
 
 
-def probe(lag: int, steps: int, seeds: int, length: int = 32, batch: int = 64) -> None:
+def probe(
+    lag: int,
+    steps: int,
+    seeds: int,
+    names: list[str] | None = None,
+    length: int = 32,
+    batch: int = 64,
+) -> None:
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
@@ -46,6 +55,8 @@ def probe(lag: int, steps: int, seeds: int, length: int = 32, batch: int = 64) -
         "ffm (the authors' frequencies)": lambda: make_torso("ffm", width),
         'ffm, frequencies="spread"': lambda: FFM(hidden_dim=width, frequencies="spread"),
     }
+    if names:  # any torso of the zoo instead, as --torso builds it
+        torsos = {name: functools.partial(make_torso, name, width) for name in names}
 
     class Net(nn.Module):
         torso: nn.Module
@@ -107,15 +118,23 @@ def ppo(extra: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from memorax.networks.torsos import TORSO_NAMES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=("probe", "ppo"))
     parser.add_argument("--lag", type=int, default=4, help="probe: steps back (RepeatPrevious: 4)")
     parser.add_argument("--steps", type=int, default=2000, help="probe: Adam steps")
     parser.add_argument("--seeds", type=int, default=2, help="probe: seeds per torso")
+    parser.add_argument(
+        "--torsos",
+        nargs="+",
+        choices=TORSO_NAMES,
+        help="probe: these torsos instead (--torso names)",
+    )
     args, rest = parser.parse_known_args()
     if args.mode == "probe":
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
-        probe(args.lag, args.steps, args.seeds)
+        probe(args.lag, args.steps, args.seeds, args.torsos)
     else:
         ppo(rest)
