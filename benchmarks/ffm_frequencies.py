@@ -12,7 +12,7 @@ memory channel holds nearly the same sum and lags differ only by decay. Two meas
 after) to name the suit shown ``--lag`` steps ago in a stream of random suits (RepeatPrevious's
 memory, without RL), with Adam, and prints the accuracy along the way: gru, lru, ffm (the
 authors' start) and ffm with ``frequencies="spread"`` (omega from 0 to pi).
-``--torsos`` probes any torsos of the zoo instead (``--torsos attention attention_rope`` is why
+``--torsos`` probes any torsos of the zoo instead (``--torsos attention attention_rope`` shows why
 ALiBi attention fails RepeatPreviousEasy: attention_repeat_previous_easy.md).
 ``ppo`` runs the POPGym table's row (benchmarks/popgym.py's flags: RepeatPreviousEasy, 4 seeds,
 500,000 env steps, --use-prev-action --use-reset-flag) with FFM's spread frequencies; extra
