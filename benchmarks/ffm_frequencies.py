@@ -14,6 +14,8 @@ memory, without RL), with Adam, and prints the accuracy along the way: gru, lru,
 authors' start) and ffm with ``frequencies="spread"`` (omega from 0 to pi).
 ``--torsos`` probes any torsos of the zoo instead (``--torsos attention attention_rope`` shows why
 ALiBi attention fails RepeatPreviousEasy: attention_repeat_previous_easy.md).
+``--lag 0`` asks for the first suit at every step of 52 (RepeatFirst's memory), ``--start-flag``
+with a flag marking the first step in the input, as POPGym's protocol gives the policy.
 ``ppo`` runs the POPGym table's row (benchmarks/popgym.py's flags: RepeatPreviousEasy, 4 seeds,
 500,000 env steps, --use-prev-action --use-reset-flag) with FFM's spread frequencies; extra
 arguments go to ppo_rnn (e.g. --env-id RepeatFirstEasy, --total-timesteps 2000000).
@@ -36,6 +38,7 @@ def probe(
     steps: int,
     seeds: int,
     names: list[str] | None = None,
+    flag: bool = False,
     length: int = 32,
     batch: int = 64,
 ) -> None:
@@ -49,6 +52,7 @@ def probe(
     from memorax.networks.torsos import make_torso
 
     width = 128
+    length = 52 if lag == 0 else length
     torsos = {
         "gru": lambda: make_torso("gru", width),
         "lru": lambda: make_torso("lru", width),
@@ -68,6 +72,9 @@ def probe(
 
     def stream(key):
         suits = jax.random.randint(key, (batch, length), 0, SUITS)
+        if lag == 0:  # RepeatFirst's memory: 52 cards, each step marked first or not
+            start = jnp.zeros((batch, length, 1)).at[:, 0].set(1.0 if flag else 0.0)
+            return jnp.concatenate([jax.nn.one_hot(suits, SUITS), start], -1), suits
         return jax.nn.one_hot(suits, SUITS), suits
 
     reset = jnp.zeros((batch, length), bool).at[:, 0].set(True)
@@ -84,7 +91,10 @@ def probe(
 
             def loss(p, key, net=net, carry=carry):
                 x, suits = stream(key)
-                logits, target = net.apply(p, x, reset, carry)[:, lag:], suits[:, :-lag]
+                if lag == 0:  # name the first suit at every step
+                    logits, target = net.apply(p, x, reset, carry), suits[:, :1] + 0 * suits
+                else:
+                    logits, target = net.apply(p, x, reset, carry)[:, lag:], suits[:, :-lag]
                 ce = optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
                 return ce, (logits.argmax(-1) == target).mean()
 
@@ -122,7 +132,15 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=("probe", "ppo"))
-    parser.add_argument("--lag", type=int, default=4, help="probe: steps back (RepeatPrevious: 4)")
+    parser.add_argument(
+        "--lag",
+        type=int,
+        default=4,
+        help="probe: steps back (RepeatPrevious: 4; 0: the first suit)",
+    )
+    parser.add_argument(
+        "--start-flag", action="store_true", help="probe, --lag 0: mark the first step in the input"
+    )
     parser.add_argument("--steps", type=int, default=2000, help="probe: Adam steps")
     parser.add_argument("--seeds", type=int, default=2, help="probe: seeds per torso")
     parser.add_argument(
@@ -135,6 +153,6 @@ if __name__ == "__main__":
     if args.mode == "probe":
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
-        probe(args.lag, args.steps, args.seeds, args.torsos)
+        probe(args.lag, args.steps, args.seeds, args.torsos, args.start_flag)
     else:
         ppo(rest)
