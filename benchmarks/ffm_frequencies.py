@@ -92,7 +92,10 @@ def probe(
             def loss(p, key, net=net, carry=carry):
                 x, suits = stream(key)
                 if lag == 0:  # name the first suit at every step
-                    logits, target = net.apply(p, x, reset, carry), suits[:, :1] + 0 * suits
+                    logits, target = (
+                        net.apply(p, x, reset, carry),
+                        jnp.broadcast_to(suits[:, :1], suits.shape),
+                    )
                 else:
                     logits, target = net.apply(p, x, reset, carry)[:, lag:], suits[:, :-lag]
                 ce = optax.softmax_cross_entropy_with_integer_labels(logits, target).mean()
@@ -153,6 +156,8 @@ if __name__ == "__main__":
     if args.mode == "probe":
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
+        if args.start_flag and args.lag != 0:
+            parser.error("--start-flag marks the first step for --lag 0; drop it or add --lag 0")
         probe(args.lag, args.steps, args.seeds, args.torsos, args.start_flag)
     else:
         ppo(rest)
