@@ -35,7 +35,7 @@ from memorax.buffers import (
 from memorax.checkpoints import Checkpoints
 from memorax.divergence import all_finite, with_evaluation
 from memorax.environments import EpisodeStatistics, check_env_id, make
-from memorax.experiment import Progress, announce_run, check_divides_devices, train_seeds
+from memorax.experiment import Progress, announce_run, check_divides_devices, run_once, train_seeds
 from memorax.flags import RunFlags, check_counts, check_finite, check_whole_rounds
 from memorax.networks import MLP, FeatureExtractor, Network, heads, observation_extractor
 from memorax.networks.torsos import TorsoName, check_torso, make_torso
@@ -535,7 +535,7 @@ def evaluate_saved_run(cfg: DQNConfig, env=None, env_params=None):
         agent = make_agent(saved_cfg, env, env_params)
         sweep = parse_sweep(saved_cfg)
         _, keys, _ = sweep.inputs(cfg.seed)
-        _, states = jax.vmap(agent.init)(keys)
+        _, states = run_once(jax.vmap(agent.init), keys)
         states = states.replace(params=results.load_checkpoint(checkpoint, states.params))
     evaluate = jax.jit(jax.vmap(partial(agent.evaluate, num_steps=evaluation_steps(env_params))))
     _, returns, finished = evaluate(keys, states)

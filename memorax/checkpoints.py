@@ -48,7 +48,7 @@ def _digest(arrays: list[np.ndarray]) -> str:
 @dataclass(frozen=True)
 class Checkpoints:
     """Where and how often a run saves its training state: ``every`` evaluation periods per
-    segment (0: never; the run is one compiled call), for the run of ``script`` in ``run_dir``."""
+    segment (0: never; training is one compiled call), for the run of ``script`` in ``run_dir``."""
 
     run_dir: Path | str
     every: int

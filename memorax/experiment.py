@@ -276,6 +276,20 @@ def run_seeds(run: Callable[[jax.Array], Any], keys: jax.Array) -> tuple[Any, Ti
     return outputs, Timing(compile_seconds=compile_seconds, run_seconds=run_seconds)
 
 
+def _start_options() -> dict[str, int]:
+    """XLA options for a run's start (init, warmup), which runs once. On a CPU its program, the
+    hundreds of small fusions that draw the initial parameters, took longer to compile than to
+    run: LLVM at optimisation level 1 (XLA's default is 3) compiles it 2-3x faster and gives the
+    same carry, bit for bit (benchmarks/start_compile.py). Other backends keep their default."""
+    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
+
+
+def run_once(function: Callable[..., Any], *args: Any) -> Any:
+    """``jax.jit(function)(*args)`` compiled as a run's start is, for a program that runs once:
+    ``--load``'s init of every run, which took 33 s op by op for SAC's S5 and takes 5 s so."""
+    return jax.jit(function).lower(*args).compile(_start_options())(*args)
+
+
 def train_seeds(
     start: Callable[[jax.Array], Any],
     train: Callable[[Any, Any, int], tuple[Any, Any]],
@@ -288,28 +302,31 @@ def train_seeds(
     ``outputs`` has a leading period-ordered axis), vmapped and sharded over devices. Returns
     (carry, outputs, timing), seed axis first.
 
-    With ``checkpoints.every == 0`` the whole run is one compiled call (``run_seeds``).
+    ``start`` is compiled on its own (``_start_options``) and run first. With
+    ``checkpoints.every == 0`` the whole training is then one compiled call (``run_seeds``).
     Otherwise ``train`` runs in segments of ``every`` periods, one compiled function for all of
     them, and the carry and outputs so far are saved after each; a folder that already holds a
     checkpoint is resumed from it, and the result is the same, bit for bit, as that of a run
     never stopped. SIGINT and SIGTERM stop the run as ``_Interrupts`` says."""
     with _Interrupts(checkpoints) as interrupts:
-        if not checkpoints.every:
-            (carry, outputs), timing = run_seeds(
-                lambda key: train(start(key), 0, num_periods), keys
-            )
-            return carry, outputs, timing
         keys = shard_seeds(keys)
+        num_runs = len(jax.tree.leaves(keys)[0])
+        seeds = _seed_sharding()  # segments hand their carry on: keep it where it was
+        start_time = time.perf_counter()
+        lowered_start = jax.jit(_over_runs(start, num_runs), out_shardings=seeds).lower(keys)
+        if not checkpoints.every:
+            compiled_start, _ = _timed(lowered_start.compile, _start_options())
+            compile_seconds = time.perf_counter() - start_time
+            carry, run_seconds = _timed(compiled_start, keys)
+            (carry, outputs), timing = run_seeds(lambda c: train(c, 0, num_periods), carry)
+            compile_seconds += timing.compile_seconds
+            return carry, outputs, Timing(compile_seconds, run_seconds + timing.run_seconds)
         resuming = checkpoints.has_state()
         every = checkpoints.every
-        seeds = _seed_sharding()  # segments hand their carry on: keep it where it was
-        num_runs = len(jax.tree.leaves(keys)[0])
         segment = jax.jit(
             _over_runs(lambda carry, first: train(carry, first, every), num_runs),
             out_shardings=seeds,
         )
-        start_time = time.perf_counter()
-        lowered_start = jax.jit(_over_runs(start, num_runs), out_shardings=seeds).lower(keys)
         carry_shape = _seed_sharded(lowered_start.out_info)
         lowered = segment.lower(carry_shape, np.int32(0))
         compile_seconds = time.perf_counter() - start_time
@@ -325,7 +342,7 @@ def train_seeds(
         compiled, seconds = _timed(lowered.compile)
         compile_seconds += seconds
         if not resuming:
-            compiled_start, seconds = _timed(lowered_start.compile)
+            compiled_start, seconds = _timed(lowered_start.compile, _start_options())
             carry, run_seconds = _timed(compiled_start, keys)
             compile_seconds, period, outputs = compile_seconds + seconds, 0, None
         while period < num_periods:

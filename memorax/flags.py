@@ -61,8 +61,9 @@ class RunFlags:
     output_dir: str = "runs"
     """Folder for results: config, curves, summary, plot and checkpoint of each run."""
     checkpoint_every: int = 0
-    """Env steps per seed between saves of the whole training state (0: off, one compiled call):
-    a multiple of --eval-every that divides the training steps. Needed for --resume."""
+    """Env steps per seed between saves of the whole training state (0: off; training is one
+    compiled call): a multiple of --eval-every that divides the training steps. Needed for
+    --resume."""
     load: str | None = None
     """A run folder to load (its config and checkpoint) and evaluate again instead of training."""
     resume: str | None = None

@@ -41,7 +41,7 @@ def one_line_refusal(done: subprocess.CompletedProcess, *needles: str) -> None:
 
 
 def stopped_and_resumed(name: str, flags: list[str], every: str, tmp_path: Path, signum) -> Path:
-    """Run ``name`` with ``flags`` twice: straight through (no checkpoints: one compiled call),
+    """Run ``name`` with ``flags`` twice: straight through (no checkpoints: training is one call),
     and with ``--checkpoint-every every`` stopped by a real ``signum`` right after its first
     checkpoint, then resumed in a new process. The stopped run must exit 130 with the resume
     command, leave only complete files that --load refuses in one line, and, resumed, end with
