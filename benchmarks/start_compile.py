@@ -139,6 +139,12 @@ def main() -> None:
                 f"| {row['script']} | {before:.1f} | {after:.1f} | {before / after:.1f}x | "
                 f"{'yes' if row['bit_identical'] else 'NO'} |"
             )
+    lines += [
+        "",
+        "`--load` replaces the initial parameters with the saved ones, so only their shapes matter "
+        "there; a NO is op-by-op against fused rounding (measured on 2026-12-03: dqn_mamba's "
+        "Mamba `A_log`, log(1..16), one float32 ulp apart).",
+    ]
     atomic_write(RESULTS / f"start_compile_{platform}.md", ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
 

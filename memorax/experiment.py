@@ -279,14 +279,15 @@ def run_seeds(run: Callable[[jax.Array], Any], keys: jax.Array) -> tuple[Any, Ti
 def _start_options() -> dict[str, int]:
     """XLA options for a run's start (init, warmup), which runs once. On a CPU its program, the
     hundreds of small fusions that draw the initial parameters, took longer to compile than to
-    run: LLVM at optimisation level 1 (XLA's default is 3) compiles it 2-3x faster and gives the
-    same carry, bit for bit (benchmarks/start_compile.py). Other backends keep their default."""
+    run: LLVM at optimisation level 1 (XLA's default is 3) compiles it 1.8-2.8x faster and gives
+    the same carry, bit for bit (benchmarks/results/start_compile_cpu.md). Other backends keep
+    their default."""
     return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
 
 
 def run_once(function: Callable[..., Any], *args: Any) -> Any:
     """``jax.jit(function)(*args)`` compiled as a run's start is, for a program that runs once:
-    ``--load``'s init of every run, which took 33 s op by op for SAC's S5 and takes 5 s so."""
+    ``--load``'s init of every run, which took 24 s op by op for SAC's S5 and takes 5 s so."""
     return jax.jit(function).lower(*args).compile(_start_options())(*args)
 
 
