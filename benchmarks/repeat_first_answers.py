@@ -24,9 +24,7 @@ from memorax.experiment import run_once
 from memorax.rollout import StepInput
 from memorax.sweep import parse_sweep
 
-STEPS = ((0, 1), (1, 5), (5, 10), (10, 20), (20, 30), (30, 40), (40, 51))
-
-
+STEPS = ((0, 1), (1, 5), (5, 10), (10, 20), (20, 30), (30, 40), (40, None))  # None: the last
 READ_OUT_STEPS = (1, 25, 50)  # 0-based steps of the episode
 
 
@@ -101,9 +99,7 @@ def answers(run_dir: str, episodes: int) -> None:
         )
         state = _flat(actor_carry, NUM_SUITS)
         distance = jnp.linalg.norm(state[:, None] - state[None], axis=-1)
-        right = jax.nn.softmax(policy.logits[:, 0], axis=-1)[
-            jnp.arange(NUM_SUITS), jnp.arange(NUM_SUITS)
-        ]
+        right = jnp.diagonal(jax.nn.softmax(policy.logits[:, 0], axis=-1))
         return right, distance
 
     accuracy, shares, readout = jax.jit(jax.vmap(play))(params, keys)
@@ -111,7 +107,8 @@ def answers(run_dir: str, episodes: int) -> None:
     print(f"{run_dir}: {cfg.torso}, {cfg.total_timesteps:,} steps")
     for seed in range(len(accuracy)):
         by_step = " ".join(f"{float(accuracy[seed, a:b].mean()):.2f}" for a, b in STEPS)
-        print(f"  seed {seed}: accuracy by step {' '.join(f'[{a},{b})' for a, b in STEPS)}")
+        spans = " ".join(f"[{a},{b or accuracy.shape[1]})" for a, b in STEPS)
+        print(f"  seed {seed}: accuracy by step {spans}")
         print(f"    {by_step}")
         print("    greedy answer shares by first suit:")
         for suit in range(NUM_SUITS):
