@@ -160,8 +160,11 @@ def write_rows(path: Path, rows: list[dict]) -> None:
     atomic_write(path, buffer.getvalue().encode())
 
 
-def summarise(rows: list[dict]) -> dict[tuple[str, str, str], tuple[float, float, float, int]]:
-    """(task, difficulty, torso): (IQM, CI low, CI high, seeds) of the finite final returns."""
+def summarise(
+    rows: list[dict],
+) -> dict[tuple[str, str, str], tuple[float, float, float, int, int]]:
+    """(task, difficulty, torso): (IQM, CI low, CI high, seeds, diverged seeds) of the finite
+    final returns; a diverged seed's return is NaN (ppo_rnn leaves it out of its IQM too)."""
     groups: dict[tuple[str, str, str], list[float]] = {}
     for row in rows:
         key = (row["task"], row["difficulty"], row["torso"])
@@ -169,11 +172,21 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str, str], tuple[float, float
     out = {}
     for key, values in groups.items():
         finite = np.asarray(values)[np.isfinite(values)]
+        diverged = len(values) - finite.size
         if finite.size:
-            out[key] = (interquartile_mean(finite), *bootstrap_interval(finite), len(values))
+            stats = (interquartile_mean(finite), *bootstrap_interval(finite))
+            out[key] = (*stats, len(values), diverged)
         else:
-            out[key] = (np.nan, np.nan, np.nan, len(values))
+            out[key] = (np.nan, np.nan, np.nan, len(values), diverged)
     return out
+
+
+def cell(iqm: float, low: float, high: float, seeds: int, diverged: int) -> str:
+    """A table cell: IQM [CI] of the seeds that finished, and how many diverged, if any."""
+    if diverged == seeds:
+        return f"diverged ({seeds} of {seeds} seeds)"
+    text = f"{iqm:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{text}, {diverged} of {seeds} seeds diverged" if diverged else text
 
 
 def write_table(output: Path, rows: list[dict], machine: dict) -> None:
@@ -191,9 +204,8 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
             if (task, level, torso) not in stats:
                 entries.append("")
                 continue
-            iqm, low, high, _ = stats[task, level, torso]
-            iqms[i, j] = iqm
-            entries.append(f"{iqm:.2f} [{low:.2f}, {high:.2f}]")
+            iqms[i, j] = stats[task, level, torso][0]
+            entries.append(cell(*stats[task, level, torso]))
         lines.append(f"| {task}{level} | " + " | ".join(entries) + " |")
     complete = np.isfinite(iqms).all(axis=1)
     means = [
@@ -209,7 +221,7 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
             f"| mean over the {int(twin_tasks.sum())} tasks {TWIN} ran | "
             + " | ".join(means) + " |"
         )  # fmt: skip
-    seeds = sorted({n for *_, n in stats.values()})
+    seeds = sorted({n for *_, n, _ in stats.values()})
     steps = sorted({int(row["env_steps"]) for row in rows})
     dates = sorted({row["date"] for row in rows})
     machines = sorted({row.get("machine") or "not recorded" for row in rows})
@@ -222,7 +234,10 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
         f"{TWIN} is the memoryless twin. POPGym scales returns to [-1, 1] (Battleship's "
         "only from above: a policy that never hits returns less than -1); the mean rows "
         "average the IQMs over the tasks every torso ran and, in a partial table, over the "
-        "tasks the twin ran, for the torsos that ran each of them. Run on "
+        "tasks the twin ran, for the torsos that ran each of them. A seed whose run "
+        "diverged (NaN or inf) is left out of its cell's IQM and named in the cell; a cell "
+        "whose every seed diverged has no IQM and leaves its task out of the first mean row. "
+        "Run on "
         f"{', '.join(dates)}; "
         f"{'machines' if len(machines) > 1 else 'machine'}: {'; '.join(machines)}; "
         f"jax {machine['jax']}.",

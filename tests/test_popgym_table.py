@@ -149,3 +149,27 @@ def test_mean_row_is_the_mean_of_task_iqms(tmp_path):
     table = (tmp_path / "table.md").read_text()
     assert "| mean over 2 tasks | 0.40 | 0.15 |" in table
     assert "| mean over the 3 tasks mlp ran |  | 0.10 |" in table
+
+
+def test_a_diverged_seed_is_named_in_its_cell_not_averaged_in_silently(tmp_path):
+    """A diverged run's return is NaN: its cell's IQM is over the other seeds and says how many
+    diverged, and a cell whose every seed diverged says so and has no IQM to average."""
+    rows = [
+        dict(task=task, difficulty="Easy", torso=torso, seed=seed, final_return=value,
+             env_steps=1000, date="2026-12-03")
+        for task in ("A", "B")
+        for torso in ("framestack", "mlp")
+        for seed, value in enumerate([0.1, 0.2, 0.3, 0.4])
+    ]  # fmt: skip
+    for row in rows:
+        if row["torso"] == "framestack" and (row["task"] == "A" or row["seed"] == 3):
+            row["final_return"] = float("nan")
+    popgym.write_table(tmp_path, rows, {"cpu": "test", "cpu_count": 2, "jax": "0"})
+    table = (tmp_path / "table.md").read_text()
+    assert "| AEasy | diverged (4 of 4 seeds) | 0.25 [" in table
+    # B's framestack cell: the IQM of (0.1, 0.2, 0.3), which is 0.2
+    assert "| BEasy | 0.20 [0.10, 0.30], 1 of 4 seeds diverged | 0.25 [" in table
+    assert "nan [" not in table and "| nan |" not in table
+    # A has no framestack IQM: the first mean row is over B alone; the twin's row over both
+    assert "| mean over 1 tasks | 0.20 | 0.25 |" in table
+    assert "| mean over the 2 tasks mlp ran |  | 0.25 |" in table
