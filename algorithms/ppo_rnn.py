@@ -302,20 +302,17 @@ class PPO:
         action = policy.sample(seed=act_key)  # [E, 1, ...]
         log_prob = policy.log_prob(action)[:, 0]
         action = action[:, 0]
+        executed = self.env_action(action)  # clipped: what the env gets is the next prev_action
+        env_keys = jax.random.split(env_key, self.cfg.num_envs)
         observation, env_state, reward, terminated, truncated, info = jax.vmap(
             self.env.step, in_axes=(0, 0, 0, None)
-        )(
-            jax.random.split(env_key, self.cfg.num_envs),
-            state.env_state,
-            self.env_action(action),
-            self.env_params,
-        )
+        )(env_keys, state.env_state, executed, self.env_params)
         # A truncated episode bootstraps from its final observation, seen with the carry that the
         # episode had reached; the next step's observation already belongs to a new episode.
         final_inputs = StepInput(
             observation=info["final_observation"],
             reset=jnp.zeros_like(state.inputs.reset),
-            prev_action=action,
+            prev_action=executed,
             prev_reward=reward,
         )
         final_value = self.value(state.params, final_inputs.as_sequence(), carry)[:, 0]
@@ -332,7 +329,7 @@ class PPO:
         done = jnp.logical_or(terminated, truncated)
         state = state.replace(
             env_state=env_state,
-            inputs=StepInput.after(observation, done, action, reward),
+            inputs=StepInput.after(observation, done, executed, reward),
             carry=carry,
             env_steps=state.env_steps + self.cfg.num_envs,
         )

@@ -118,9 +118,9 @@ def greedy_episode_returns(
     ``act(carry, inputs) -> (carry, action)`` takes one-step sequences (``StepInput`` [E, 1, ...])
     and returns the action [E, ...] (the greedy action, the mode, the mean); ``carry`` is its
     initial carry for ``num_envs`` envs; ``env_action`` maps an action to what the env receives
-    (clipping, say), the action itself being the next step's previous-action input. Runs
-    ``num_steps`` steps; returns (episode_return [E], finished [E]); only finished episodes count
-    (see ``mean_finished``).
+    (clipping, say), and what the env received is the next step's previous-action input, as in
+    training. Runs ``num_steps`` steps; returns (episode_return [E], finished [E]); only finished
+    episodes count (see ``mean_finished``).
     """
     reset_key, step_key = jax.random.split(key)
     observation, env_state = jax.vmap(env.reset, in_axes=(0, None))(
@@ -132,12 +132,13 @@ def greedy_episode_returns(
     def step(loop, key):
         env_state, inputs, carry, total, finished = loop
         carry, action = act(carry, inputs.as_sequence())
+        executed = env_action(action)
         observation, env_state, reward, terminated, truncated, _ = jax.vmap(
             env.step, in_axes=(0, 0, 0, None)
-        )(jax.random.split(key, num_envs), env_state, env_action(action), env_params)
+        )(jax.random.split(key, num_envs), env_state, executed, env_params)
         done = jnp.logical_or(terminated, truncated)
         total = total + jnp.where(finished, 0.0, reward)
-        inputs = StepInput.after(observation, done, action, reward)
+        inputs = StepInput.after(observation, done, executed, reward)
         return (env_state, inputs, carry, total, finished | done), None
 
     start = (env_state, inputs, carry, total, finished)

@@ -12,12 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from gymnax.environments import spaces
 
 from algorithms.ppo_rnn import PPO, PPOConfig, PPOState, make_agent, ppo_loss
 from memorax.environments import make
 from memorax.experiment import run_seeds, seed_keys
 from memorax.returns import generalized_advantage_estimate
-from memorax.rollout import StepInput
+from memorax.rollout import StepInput, greedy_episode_returns
 from memorax.statistics import interquartile_mean
 from tests.script_runs import main_in_process, refused_in_one_line, script, stopped_and_resumed
 
@@ -148,11 +149,65 @@ def test_training_pass_replays_exactly_what_acted(torso, shared, prev_inputs):
     assert float(jnp.abs(inputs.prev_reward[inputs.reset]).max()) == 0.0
 
 
-def test_truncation_bootstraps_from_the_final_observation_value():
+def widened(agent: PPO, state: PPOState) -> PPOState:
+    """The state with its Gaussian policy's log-std at its ceiling (std e^2), so that most of
+    Pendulum's sampled actions fall outside its [-2, 2] bounds and get clipped."""
+    actor = state.params[0]["params"]
+    head = {**actor["head"], "Dense_1": {**actor["head"]["Dense_1"], "bias": jnp.full((1,), 5.0)}}
+    params = ({"params": {**actor, "head": head}}, *state.params[1:])
+    return state.replace(params=params)
+
+
+def test_the_previous_action_input_is_the_clipped_action_the_env_executed():
+    """With --use-prev-action on a bounded continuous action space, the next step's prev_action
+    is the action the env received (clipped, as POPGym's wrapper gives it), not the raw Gaussian
+    sample: an unbounded input that the policy feeds back to itself can diverge."""
+    agent = tiny_agent(env_id="Pendulum-P-v1", use_prev_action=True, num_steps=32)
+    key, state = agent.init(jax.random.key(2))
+    _, rollout, _, _, _ = jax.jit(agent.collect)(widened(agent, state), key)
+    action, prev = np.asarray(rollout.action), np.asarray(rollout.inputs.prev_action)
+    assert (np.abs(action) > 2).mean() > 0.3, "too few actions clipped: test is vacuous"
+    np.testing.assert_array_equal(prev[1:], np.clip(action[:-1], -2.0, 2.0))
+
+
+def test_greedy_evaluation_feeds_back_the_action_the_env_executed():
+    """A 3-step episode whose reward is the action the env receives, under a policy that acts
+    3 - prev_action, clipped to [-2, 2]: fed back the clipped action, it earns 2 + 1 + 2 (3 -> 2,
+    then 3 - 2 = 1, then 3 - 1 = 2); fed back the raw action, 2 + 0 + 2 (then 3 - 3 = 0)."""
+
+    class Echo:
+        def action_space(self, params):
+            return spaces.Box(-2.0, 2.0, (1,))
+
+        def reset(self, key, params):
+            return jnp.zeros(1), jnp.zeros((), jnp.int32)
+
+        def step(self, key, t, action, params):
+            return jnp.zeros(1), t + 1, action[0], t + 1 >= 3, jnp.bool_(False), {}
+
+    def act(carry, inputs):
+        return carry, 3.0 - inputs.prev_action[:, 0]
+
+    def clip(action):
+        return jnp.clip(action, -2.0, 2.0)
+
+    total, finished = greedy_episode_returns(jax.random.key(0), Echo(), None, act, (), 2, 3, clip)
+    assert bool(finished.all())
+    np.testing.assert_array_equal(total, [5.0, 5.0])
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-P-v1", "Pendulum-P-v1"])
+def test_truncation_bootstraps_from_the_final_observation_value(env_id):
     """With a 10-step time limit, truncated steps bootstrap from the critic's value of the final
-    observation, seen after the episode's own history, and the advantage recursion stops there."""
-    agent = tiny_agent({"max_steps_in_episode": 10}, num_steps=32, gamma=0.9, gae_lambda=0.8)
+    observation, seen after the episode's own history (on Pendulum, with the clipped actions as
+    previous-action inputs), and the advantage recursion stops there."""
+    agent = tiny_agent(
+        {"max_steps_in_episode": 10}, env_id=env_id, use_prev_action=True, num_steps=32,
+        gamma=0.9, gae_lambda=0.8,
+    )  # fmt: skip
     key, state = agent.init(jax.random.key(1))
+    if env_id == "Pendulum-P-v1":
+        state = widened(agent, state)
     _, rollout, info, advantages, _ = jax.jit(agent.collect)(state, key)
     truncated = np.argwhere(np.asarray(rollout.truncated))
     assert len(truncated), "no truncation inside the rollout: test is vacuous"
@@ -166,7 +221,7 @@ def test_truncation_bootstraps_from_the_final_observation_value():
             observation=observation,
             reset=jnp.zeros(observation.shape[:2], bool).at[0, 0].set(True),
             prev_action=jnp.concatenate(
-                [history.inputs.prev_action, history.action[:, -1:]], axis=1
+                [history.inputs.prev_action, agent.env_action(history.action[:, -1:])], axis=1
             ),
             prev_reward=jnp.concatenate(
                 [history.inputs.prev_reward, history.reward[:, -1:]], axis=1
