@@ -189,6 +189,13 @@ def cell(iqm: float, low: float, high: float, seeds: int, diverged: int) -> str:
     return f"{text}, {diverged} of {seeds} seeds diverged" if diverged else text
 
 
+def heatmap_label(iqm: float, low: float, high: float, seeds: int, diverged: int) -> str:
+    """A heatmap cell's text: the IQM, and the diverged seeds as the table cell names them."""
+    if diverged == seeds:
+        return "diverged"
+    return f"{iqm:.2f}\n{diverged} of {seeds} diverged" if diverged else f"{iqm:.2f}"
+
+
 def write_table(output: Path, rows: list[dict], machine: dict) -> None:
     stats = summarise(rows)
     cells = sorted({(task, level) for task, level, _ in stats})
@@ -198,6 +205,7 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
         "|---|" + "---|" * len(torsos),
     ]
     iqms = np.full((len(cells), len(torsos)), np.nan)
+    labels = [["" for _ in torsos] for _ in cells]  # a row not run stays blank
     for i, (task, level) in enumerate(cells):
         entries = []
         for j, torso in enumerate(torsos):
@@ -206,6 +214,7 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
                 continue
             iqms[i, j] = stats[task, level, torso][0]
             entries.append(cell(*stats[task, level, torso]))
+            labels[i][j] = heatmap_label(*stats[task, level, torso])
         lines.append(f"| {task}{level} | " + " | ".join(entries) + " |")
     complete = np.isfinite(iqms).all(axis=1)
     means = [
@@ -243,10 +252,12 @@ def write_table(output: Path, rows: list[dict], machine: dict) -> None:
         f"jax {machine['jax']}.",
     ]
     atomic_write(output / "table.md", ("\n".join(lines) + "\n").encode())
-    plot_heatmap(output / "heatmap.png", iqms, [t + lv for t, lv in cells], torsos)
+    plot_heatmap(output / "heatmap.png", iqms, labels, [t + lv for t, lv in cells], torsos)
 
 
-def plot_heatmap(path: Path, iqms: np.ndarray, tasks: list[str], torsos: list[str]) -> None:
+def plot_heatmap(
+    path: Path, iqms: np.ndarray, labels: list[list[str]], tasks: list[str], torsos: list[str]
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -256,9 +267,9 @@ def plot_heatmap(path: Path, iqms: np.ndarray, tasks: list[str], torsos: list[st
     image = ax.imshow(iqms, vmin=-1, vmax=1, cmap="RdYlGn", aspect="auto")
     ax.set_xticks(range(len(torsos)), torsos)
     ax.set_yticks(range(len(tasks)), tasks)
-    for (i, j), value in np.ndenumerate(iqms):
-        if np.isfinite(value):
-            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+    for i, row in enumerate(labels):
+        for j, label in enumerate(row):
+            ax.text(j, i, label, ha="center", va="center", fontsize=7 if "\n" in label else 8)
     fig.colorbar(image, ax=ax, label="final greedy return, IQM over seeds")
     ax.set_title("ppo_rnn on POPGym")
     fig.tight_layout()

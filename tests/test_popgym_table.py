@@ -174,3 +174,8 @@ def test_a_diverged_seed_is_named_in_its_cell_not_averaged_in_silently(tmp_path)
     # A has no framestack IQM: the first mean row is over B alone; the twin's row over both
     assert "| mean over 1 tasks | 0.20 | 0.25 |" in table
     assert "| mean over the 2 tasks mlp ran |  | 0.25 |" in table
+    # The heatmap's cells say the same (an all-diverged cell is not left blank like a missing row)
+    stats = popgym.summarise(rows)
+    assert popgym.heatmap_label(*stats["A", "Easy", "framestack"]) == "diverged"
+    assert popgym.heatmap_label(*stats["B", "Easy", "framestack"]) == "0.20\n1 of 4 diverged"
+    assert popgym.heatmap_label(*stats["B", "Easy", "mlp"]) == "0.25"
