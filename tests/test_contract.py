@@ -69,10 +69,23 @@ PATTERN_ORDER = sorted(contract.RESET_PATTERNS)
 ALL_PATTERNS = [row for p in PATTERN_ORDER for row in contract.RESET_PATTERNS[p]]
 
 
+# Two-layer stacks of the gated chunked forms sum in another order in their parallel pass
+# (chunked matmuls over exponentiated cumulative gates, a LayerNorm between the layers) than in
+# their one-step pass. On a CPU without AVX-512 (AMD EPYC, Zen 3, 2026-12-03) the two differ by
+# up to 1.1e-5 (gated_deltanet_2_layers, at |y| = 1.6) and 1.2e-5 (mlstm_2_layers, |y| = 7.9),
+# spread over every row and reset pattern; the CPUs CI ran on before stayed under 1e-5. A carry
+# that leaked across a reset would differ by about the outputs' size (the warm carry is far from
+# the initial one), ten thousand times more than this allowance.
+STEPWISE_TOLERANCE = {"gated_deltanet_2_layers": 5e-5, "mlstm_2_layers": 5e-5}
+
+
 @pytest.mark.parametrize("name", sorted(TORSOS))
 def test_parallel_equals_stepwise(name):
     reset = contract.reset_mask(ALL_PATTERNS, 12)
-    contract.check_parallel_equals_stepwise(TORSOS[name], contract.FEATURES, reset, group=3)
+    tolerance = STEPWISE_TOLERANCE.get(name, contract.TOLERANCE)
+    contract.check_parallel_equals_stepwise(
+        TORSOS[name], contract.FEATURES, reset, tolerance, group=3
+    )
 
 
 @pytest.mark.parametrize("name", sorted(set(TORSOS) - STATELESS))
