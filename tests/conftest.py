@@ -22,16 +22,3 @@ def pytest_configure(config) -> None:
 def pytest_unconfigure(config) -> None:
     for path in _CACHE:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Longest first: tests marked ``slow(seconds)`` (their measured time in CI) start before the
-    rest, the longest of them first. xdist hands tests out in this order, so no test process is
-    left finishing a long test alone while the other has run out of work. The sort is stable: the
-    other tests keep their order, the same in every process, as xdist requires."""
-
-    def seconds(item) -> float:
-        mark = item.get_closest_marker("slow")
-        return float(mark.args[0]) if mark else 0.0
-
-    items.sort(key=lambda item: -seconds(item))

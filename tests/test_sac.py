@@ -514,7 +514,6 @@ def test_cli_help_and_errors_before_compiling(monkeypatch, capsys):
     refused_in_one_line("sac_s5", bad, monkeypatch, capsys, "--utd-ratio must be positive")
 
 
-@pytest.mark.slow(100)
 @pytest.mark.timeout(400)
 def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
     flags = [
@@ -540,7 +539,6 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
 
 # Alone it takes 3-4 minutes; beside another test worker on 2 cores it took 501 s in CI, close to
 # the 600 s hang guard (pyproject.toml), so it gets twice that.
-@pytest.mark.slow(420)
 @pytest.mark.timeout(1200)
 def test_s5_learns_position_only_pendulum_and_beats_its_memoryless_twin():
     """About three minutes (S5 134 s, MLP 44 s on 2 cores): 2 seeds x 40,000 steps each;
@@ -571,7 +569,6 @@ S5_THRESHOLD = -400.0  # measured -211.0 (seeds 0, 1: -248.3, -173.7); S5 solves
 MLP_CEILING = -600.0  # measured -1272.9 (-1384.1, -1161.7)
 
 
-@pytest.mark.slow(52)
 def test_docs_api_with_user_built_parts():
     """SAC(cfg, env, env_params, actor, critic, ...) from parts a user builds (the issue's API),
     then init -> warmup -> train -> evaluate."""

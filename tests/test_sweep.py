@@ -109,7 +109,6 @@ def test_what_cannot_be_swept_is_refused_by_name_before_compiling(
     refused_in_one_line(name, sweep, monkeypatch, capsys, *needles)
 
 
-@pytest.mark.slow(50)
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_every_float_flag_that_sweep_accepts_traces_through_the_whole_run(name):
     """Each sweepable flag is an array inside the compiled run: building the agent with every
@@ -151,7 +150,6 @@ def _tree(path: Path):
     return flax.serialization.msgpack_restore(path.read_bytes())
 
 
-@pytest.mark.slow(80)
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_config_i_seed_j_of_a_sweep_equals_the_plain_run(name, tmp_path, monkeypatch, capsys):
