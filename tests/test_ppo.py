@@ -149,7 +149,7 @@ def test_training_pass_replays_exactly_what_acted(torso, shared, prev_inputs):
     assert float(jnp.abs(inputs.prev_reward[inputs.reset]).max()) == 0.0
 
 
-def widened(agent: PPO, state: PPOState) -> PPOState:
+def widened(state: PPOState) -> PPOState:
     """The state with its Gaussian policy's log-std at its ceiling (std e^2), so that most of
     Pendulum's sampled actions fall outside its [-2, 2] bounds and get clipped."""
     actor = state.params[0]["params"]
@@ -164,7 +164,7 @@ def test_the_previous_action_input_is_the_clipped_action_the_env_executed():
     sample: an unbounded input that the policy feeds back to itself can diverge."""
     agent = tiny_agent(env_id="Pendulum-P-v1", use_prev_action=True, num_steps=32)
     key, state = agent.init(jax.random.key(2))
-    _, rollout, _, _, _ = jax.jit(agent.collect)(widened(agent, state), key)
+    _, rollout, _, _, _ = jax.jit(agent.collect)(widened(state), key)
     action, prev = np.asarray(rollout.action), np.asarray(rollout.inputs.prev_action)
     assert (np.abs(action) > 2).mean() > 0.3, "too few actions clipped: test is vacuous"
     np.testing.assert_array_equal(prev[1:], np.clip(action[:-1], -2.0, 2.0))
@@ -207,7 +207,7 @@ def test_truncation_bootstraps_from_the_final_observation_value(env_id):
     )  # fmt: skip
     key, state = agent.init(jax.random.key(1))
     if env_id == "Pendulum-P-v1":
-        state = widened(agent, state)
+        state = widened(state)
     _, rollout, info, advantages, _ = jax.jit(agent.collect)(state, key)
     truncated = np.argwhere(np.asarray(rollout.truncated))
     assert len(truncated), "no truncation inside the rollout: test is vacuous"
