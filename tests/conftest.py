@@ -13,8 +13,9 @@ LLVM at optimisation level 1 (XLA's default is 3) on a CPU: most tests compile f
 they run. Measured on 2 cores side by side (2026-12-04): a third of the contract tests 132 s ->
 100 s, the PPO and DQN learning tests 118 s -> 89 s, the SAC learning test (run-bound) 256 s
 both ways. The generated code rounds in a slightly other order, as another CPU's does; the
-tests' tolerances are for that (tests/test_contract.py). It is set before jax starts its
-backend and passed on to the scripts the tests run as subprocesses."""
+tests' tolerances are for that (tests/test_contract.py, tests/test_xlstm.py). It is set
+before jax starts its backend, whatever the backend (measured on a CPU only), and passed on to
+the scripts the tests run as subprocesses."""
 
 import os
 import shutil

@@ -77,7 +77,7 @@ ALL_PATTERNS = [row for p in PATTERN_ORDER for row in contract.RESET_PATTERNS[p]
 # that leaked across a reset would differ by about the outputs' size (the warm carry is far from
 # the initial one), ten thousand times more than this allowance. Compiled at LLVM optimisation
 # level 1 (the tests' setting, tests/conftest.py), the one-layer mLSTM reaches 1.05e-5 in one row
-# (the others 0.5-1.9e-6) on the same CPU, so it gets the same allowance.
+# (its other rows 0.5-1.9e-6) on the same CPU, so it gets the same allowance.
 STEPWISE_TOLERANCE = {
     "gated_deltanet_2_layers": 5e-5,
     "mlstm_2_layers": 5e-5,

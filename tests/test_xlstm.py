@@ -138,10 +138,16 @@ def test_mlstm_matches_the_paper(forget_gate):
     expected, expected_carry = _mlstm_reference(p, x, reset, carry, 2, forget_gate)
     unstabilised, _ = _mlstm_reference(p, x, reset, carry, 2, forget_gate, stabilised=False)
     np.testing.assert_allclose(expected, unstabilised, rtol=1e-9, atol=1e-12)
+    # float32 against float64: with the exponential forget gate the chunked sums of exponentiated
+    # gates round further from the loop, most in outputs that are small differences of large
+    # terms. On AMD EPYC (Zen 3) their worst excess over rtol 1e-5 was 8.6e-6 compiled at LLVM
+    # level 3 and 1.06e-5 at level 1 (the tests' setting, tests/conftest.py), at |y| = 0.067; a
+    # leaked carry differs by about the outputs' size (up to 6.5), far beyond either allowance.
+    atol = 2e-5 if forget_gate == "exponential" else 1e-5
     for chunk_size in [1, 5, 64]:
         layer = MLSTMLayer(features=8, num_heads=2, chunk_size=chunk_size, forget_gate=forget_gate)
         actual_carry, y = jax.jit(layer.apply)(params, x, reset, carry)
-        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5, err_msg=f"{chunk_size}")
+        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=atol, err_msg=f"{chunk_size}")
         for actual, wanted in zip(actual_carry, expected_carry, strict=True):
             np.testing.assert_allclose(actual, wanted, rtol=1e-5, atol=1e-5)
 
