@@ -19,6 +19,7 @@ the scripts the tests run as subprocesses."""
 
 import os
 import shutil
+import sys
 import tempfile
 
 import jax
@@ -39,5 +40,6 @@ def pytest_configure(config) -> None:
 
 
 def pytest_unconfigure(config) -> None:
-    for path in _MADE:
+    scripts = sys.modules.get("tests.script_runs")  # each process's cache of the scripts it ran
+    for path in _MADE + ([scripts.SCRIPT_CACHE] if scripts else []):
         shutil.rmtree(path, ignore_errors=True)

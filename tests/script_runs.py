@@ -1,10 +1,8 @@
 """Running a script as a user does (a subprocess), and the resume check every script must pass."""
 
-import atexit
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,20 +15,12 @@ TIMING = ("compile_seconds", "run_seconds", "env_steps_per_second")
 # One persistent compilation cache for the runs of the resume check: a resumed run reloads the
 # executables its stopped run compiled (bit-equality with the straight run, a different program
 # compiled on its own, is still tested) and CI spends its time on tests. (Reading the cache
-# prints warnings to stderr, so the one-line refusals run without it.) It is a folder of the
-# test run's own cache, which tests/conftest.py removes when the run ends, one per xdist worker
-# (a folder made here and never removed was left in /tmp by every run, 48 MB by a full one).
-_RUN_CACHE = os.environ.get("MEMORAX_TEST_JAX_CACHE")
-if _RUN_CACHE is None:  # imported outside pytest: a folder of its own, removed at exit
-    _SCRIPT_CACHE = tempfile.mkdtemp(prefix="memorax-test-jax-cache-")
-    atexit.register(shutil.rmtree, _SCRIPT_CACHE, True)
-else:
-    _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "0")
-    _SCRIPT_CACHE = os.path.join(_RUN_CACHE, f"scripts-{_WORKER}")
-    os.makedirs(_SCRIPT_CACHE, exist_ok=True)
+# prints warnings to stderr, so the one-line refusals run without it.) tests/conftest.py removes
+# the folder when the test process ends (it was left in /tmp by every run, 48 MB by a full one).
+SCRIPT_CACHE = tempfile.mkdtemp(prefix="memorax-test-jax-cache-")
 CACHED = {
     **os.environ,
-    "JAX_COMPILATION_CACHE_DIR": _SCRIPT_CACHE,
+    "JAX_COMPILATION_CACHE_DIR": SCRIPT_CACHE,
     "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
 }
 
