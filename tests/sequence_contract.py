@@ -13,14 +13,37 @@ TOLERANCE = 1e-5
 FEATURES = 6  # input width the contract tests use
 
 
+def jit(function):
+    """``jax.jit`` with LLVM at optimisation level 0 (CI time): these checks compile far more
+    than they run. On 2 cores a fifth of the contract tests took 62 s instead of 75-80 s at the
+    suite's level 1 (tests/conftest.py), which the run-bound learning tests need (at level 0
+    they ran more than twice as long). Only rounding changes, as on another CPU; the two passes
+    the stepwise check compares to 1e-5 stay at the suite's level, where that allowance was
+    measured (at level 0 a linear-attention carry of size 63 differed by 1.1e-5, 1.5 ulps)."""
+    return jax.jit(function, compiler_options={"xla_backend_optimization_level": 0})
+
+
 class Compiled:
     """A model whose ``init`` and ``apply`` are jitted, so the contract checks run compiled
-    instead of op by op (10x faster here); the checks' jit/vmap/grad then wrap a jitted call."""
+    instead of op by op (10x faster here). Called with concrete arrays they compile at level 0
+    (``jit``); called inside another transformation (a check's jit, grad or vmap), where
+    compiler options may only sit on the outermost jit, they are a plain ``jax.jit``."""
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.init = jax.jit(model.init)
-        self.apply = jax.jit(model.apply)
+        self._fast = {"init": jit(model.init), "apply": jit(model.apply)}
+        self._plain = {"init": jax.jit(model.init), "apply": jax.jit(model.apply)}
+
+    def _call(self, method: str, args: tuple, kwargs: dict):
+        leaves = jax.tree.leaves((args, kwargs))
+        traced = any(isinstance(leaf, jax.core.Tracer) for leaf in leaves)
+        return (self._plain if traced else self._fast)[method](*args, **kwargs)
+
+    def init(self, *args, **kwargs):
+        return self._call("init", args, kwargs)
+
+    def apply(self, *args, **kwargs):
+        return self._call("apply", args, kwargs)
 
     def initialize_carry(self, batch_size: int):
         return self.model.initialize_carry(batch_size)
@@ -99,13 +122,19 @@ def check_parallel_equals_stepwise(
     assert max_abs_diff(parallel_carry, stepwise_carry) <= tolerance
 
 
-def check_reset_isolation(model: nn.Module, features: int, length: int = 10, at: int = 4) -> None:
+# The reset, batch and transform checks draw their inputs at one shape, so each model's init
+# and apply are compiled once for the three of them (CI time), and the reset check's warm carry
+# is the stepwise check's (3 rows, 7 steps): the test run's compilation cache has it already.
+ROWS, LENGTH = 3, 8
+
+
+def check_reset_isolation(model: nn.Module, features: int, at: int = 4) -> None:
     """With a reset at step ``at`` in row 0, its outputs from ``at`` on ignore earlier inputs and
     the incoming carry (zero gradient); row 1 has no reset and must depend on them."""
-    reset = jnp.zeros((2, length), bool).at[0, at].set(True)
-    x = inputs(jax.random.key(2), 2, length, features)
+    reset = jnp.zeros((ROWS, LENGTH), bool).at[0, at].set(True)
+    x = inputs(jax.random.key(2), ROWS, LENGTH, features)
     params = init_params(model, x, reset)
-    carry = warm_carry(model, params, 2, features)
+    carry = warm_carry(model, params, ROWS, features)
 
     def later_outputs(x, carry):
         _, y = model.apply(params, x, reset, carry)
@@ -113,7 +142,7 @@ def check_reset_isolation(model: nn.Module, features: int, length: int = 10, at:
 
     # One compiled program for the whole jacobian, which the test process's compilation cache
     # can hold (tests/conftest.py), rather than the transformation applied op by op.
-    grad_x, grad_carry = jax.jit(jax.jacrev(later_outputs, argnums=(0, 1)))(x, carry)
+    grad_x, grad_carry = jit(jax.jacrev(later_outputs, argnums=(0, 1)))(x, carry)
     assert float(jnp.max(jnp.abs(grad_x[0][:, :at]))) == 0.0, "reset leaked earlier inputs"
     for leaf in jax.tree.leaves(grad_carry):
         assert float(jnp.max(jnp.abs(leaf[0]))) == 0.0, "reset leaked the incoming carry"
@@ -121,11 +150,11 @@ def check_reset_isolation(model: nn.Module, features: int, length: int = 10, at:
     assert float(jnp.max(jnp.abs(grad_x[1][:, :at]))) > 0.0
 
 
-def check_batch_independence(model: nn.Module, features: int, length: int = 8) -> None:
-    reset = reset_mask(RESET_PATTERNS["mixed"], length + 4)[:, :length]
-    x = inputs(jax.random.key(3), 3, length, features)
+def check_batch_independence(model: nn.Module, features: int) -> None:
+    reset = reset_mask(RESET_PATTERNS["mixed"], 12)[:, :LENGTH]
+    x = inputs(jax.random.key(3), ROWS, LENGTH, features)
     params = init_params(model, x, reset)
-    carry = model.initialize_carry(3)
+    carry = model.initialize_carry(ROWS)
     _, y = model.apply(params, x, reset, carry)
     _, y_perturbed = model.apply(params, x.at[1].add(5.0), reset, carry)
     np.testing.assert_array_equal(np.asarray(y[0]), np.asarray(y_perturbed[0]))
@@ -133,18 +162,18 @@ def check_batch_independence(model: nn.Module, features: int, length: int = 8) -
     assert float(jnp.max(jnp.abs(y[1] - y_perturbed[1]))) > 0.0
 
 
-def check_transforms(model: nn.Module, features: int, length: int = 6) -> None:
+def check_transforms(model: nn.Module, features: int) -> None:
     """jit, vmap (over an extra leading axis) and grad give finite values equal to plain calls."""
-    reset = reset_mask(RESET_PATTERNS["mixed"], 12)[:, :length]
-    x = inputs(jax.random.key(4), 3, length, features)
+    reset = reset_mask(RESET_PATTERNS["mixed"], 12)[:, :LENGTH]
+    x = inputs(jax.random.key(4), ROWS, LENGTH, features)
     params = init_params(model, x, reset)
-    carry = model.initialize_carry(3)
+    carry = model.initialize_carry(ROWS)
     _, y = model.apply(params, x, reset, carry)
-    _, y_jit = jax.jit(model.apply)(params, x, reset, carry)
+    _, y_jit = jit(model.apply)(params, x, reset, carry)
     assert max_abs_diff(y, y_jit) <= TOLERANCE
 
     stacked_x = jnp.stack([x, 2.0 * x])
-    vmapped = jax.vmap(model.apply, in_axes=(None, 0, None, None))
+    vmapped = jit(jax.vmap(model.apply, in_axes=(None, 0, None, None)))
     _, y_vmap = vmapped(params, stacked_x, reset, carry)
     _, y_double = model.apply(params, 2.0 * x, reset, carry)
     assert max_abs_diff(y_vmap[0], y) <= TOLERANCE
@@ -153,7 +182,7 @@ def check_transforms(model: nn.Module, features: int, length: int = 6) -> None:
     def loss(params):
         return jnp.mean(model.apply(params, x, reset, carry)[1] ** 2)
 
-    grads = jax.jit(jax.grad(loss))(params)  # as training takes it: under jit
+    grads = jit(jax.grad(loss))(params)  # as training takes it: under jit
     leaves = jax.tree.leaves(grads)
     assert leaves and all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
     assert any(float(jnp.max(jnp.abs(g))) > 0.0 for g in leaves)
