@@ -15,7 +15,12 @@ they run. Measured on 2 cores side by side (2026-12-04): a third of the contract
 both ways. The generated code rounds in a slightly other order, as another CPU's does; the
 tests' tolerances are for that (tests/test_contract.py, tests/test_xlstm.py). It is set
 before jax starts its backend, whatever the backend (measured on a CPU only), and passed on to
-the scripts the tests run as subprocesses."""
+the scripts the tests run as subprocesses.
+
+Longest first: xdist hands tests to its workers in the order collected, so a long test collected
+late (the SAC learning test, 340 s in CI, comes after 600 others) can keep one worker busy while
+the other has nothing left. A test marked ``@pytest.mark.long(seconds)``, with the seconds it
+took in CI, starts before every unmarked one, the longest of them first."""
 
 import os
 import shutil
@@ -25,9 +30,10 @@ import tempfile
 import jax
 
 _SHARED = "MEMORAX_TEST_JAX_CACHE"
-os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"]
-).strip()
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):  # unless set
+    os.environ["XLA_FLAGS"] = " ".join(
+        [os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=1"]
+    ).strip()
 _MADE: list[str] = []
 
 
@@ -37,6 +43,15 @@ def pytest_configure(config) -> None:
         _MADE.append(os.environ[_SHARED])
     jax.config.update("jax_compilation_cache_dir", os.environ[_SHARED])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    config.addinivalue_line("markers", "long(seconds): seconds it took in CI; runs first")
+
+
+def pytest_collection_modifyitems(session, config, items) -> None:
+    def seconds(item) -> float:
+        marker = item.get_closest_marker("long")
+        return -marker.args[0] if marker else 0.0
+
+    items.sort(key=seconds)  # stable: the unmarked keep their order
 
 
 def pytest_unconfigure(config) -> None:

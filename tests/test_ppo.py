@@ -274,6 +274,7 @@ print("devices", jax.local_device_count())
 """
 
 
+@pytest.mark.long(37)
 @pytest.mark.timeout(300)
 def test_two_simulated_devices_give_the_same_results_as_one(tmp_path):
     outputs = {}
@@ -353,6 +354,7 @@ def test_cli_help_and_errors_before_compiling(monkeypatch, capsys):
     refused_in_one_line("ppo_rnn", bad, monkeypatch, capsys, needle)
 
 
+@pytest.mark.long(79)
 @pytest.mark.timeout(600)
 def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
     flags = [
@@ -378,6 +380,7 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path):
     assert "greedy evaluation of" in loaded.stdout
 
 
+@pytest.mark.long(62)
 @pytest.mark.timeout(400)
 def test_gru_learns_position_only_cartpole_and_beats_its_memoryless_twin():
     """About a minute: 2 seeds x 61,440 steps each for GRU and MLP; greedy evaluation."""
