@@ -17,10 +17,13 @@ tests' tolerances are for that (tests/test_contract.py, tests/test_xlstm.py). It
 before jax starts its backend, whatever the backend (measured on a CPU only), and passed on to
 the scripts the tests run as subprocesses.
 
-Longest first: xdist hands tests to its workers in the order collected, so a long test collected
-late (the SAC learning test, 340 s in CI, comes after 600 others) can keep one worker busy while
-the other has nothing left. A test marked ``@pytest.mark.long(seconds)``, with the seconds it
-took in CI, starts before every unmarked one, the longest of them first."""
+Test order: both workers busy to the end. By default xdist hands out consecutive chunks of the
+collected order (the first a quarter of a worker's share), and the long tests, collected late,
+ended up in one worker's queue; here each worker gets one test at a time (--maxschedchunk 1,
+unless given), tests marked ``@pytest.mark.long(seconds)`` (the seconds they took in CI) start
+first, the longest first, and the learning tests, marked ``@pytest.mark.last(seconds)``, end the
+run, the longest last. Those run more than they compile, on XLA's threads on both cores: beside
+the other worker's compiling the SAC one took 667 s in CI (2026-12-04), alone about 250 s."""
 
 import os
 import shutil
@@ -44,14 +47,17 @@ def pytest_configure(config) -> None:
     jax.config.update("jax_compilation_cache_dir", os.environ[_SHARED])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     config.addinivalue_line("markers", "long(seconds): seconds it took in CI; runs first")
+    config.addinivalue_line("markers", "last(seconds): a learning test; runs at the end")
+    if getattr(config.option, "maxschedchunk", 1) is None:  # xdist's option, not given
+        config.option.maxschedchunk = 1
 
 
 def pytest_collection_modifyitems(session, config, items) -> None:
-    def seconds(item) -> float:
-        marker = item.get_closest_marker("long")
-        return -marker.args[0] if marker else 0.0
+    def place(item) -> tuple[int, float]:
+        long, last = item.get_closest_marker("long"), item.get_closest_marker("last")
+        return (0, -long.args[0]) if long else (2, last.args[0]) if last else (1, 0.0)
 
-    items.sort(key=seconds)  # stable: the unmarked keep their order
+    items.sort(key=place)  # stable: the unmarked keep their order
 
 
 def pytest_unconfigure(config) -> None:

@@ -365,7 +365,7 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, m
     assert "greedy evaluation of" in out
 
 
-@pytest.mark.long(73)
+@pytest.mark.last(73)
 @pytest.mark.timeout(600)
 def test_mamba_learns_position_only_cartpole_and_beats_its_memoryless_twin():
     """About two minutes: 2 seeds x 60,000 steps each with Mamba and MLP; greedy evaluation."""

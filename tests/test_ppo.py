@@ -384,7 +384,7 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, m
     assert "greedy evaluation of" in out
 
 
-@pytest.mark.long(62)
+@pytest.mark.last(62)
 @pytest.mark.timeout(400)
 def test_gru_learns_position_only_cartpole_and_beats_its_memoryless_twin():
     """About a minute: 2 seeds x 61,440 steps each for GRU and MLP; greedy evaluation."""

@@ -547,7 +547,7 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, m
 
 # Alone it takes 3-4 minutes; beside another test worker on 2 cores it took 501 s in CI, close to
 # the 600 s hang guard (pyproject.toml), so it gets twice that.
-@pytest.mark.long(340)
+@pytest.mark.last(340)
 @pytest.mark.timeout(1200)
 def test_s5_learns_position_only_pendulum_and_beats_its_memoryless_twin():
     """About three minutes (S5 134 s, MLP 44 s on 2 cores): 2 seeds x 40,000 steps each;
