@@ -15,15 +15,7 @@ they run. Measured on 2 cores side by side (2026-12-04): a third of the contract
 both ways. The generated code rounds in a slightly other order, as another CPU's does; the
 tests' tolerances are for that (tests/test_contract.py, tests/test_xlstm.py). It is set
 before jax starts its backend, whatever the backend (measured on a CPU only), and passed on to
-the scripts the tests run as subprocesses.
-
-Test order: both workers busy to the end. By default xdist hands out consecutive chunks of the
-collected order (the first a quarter of a worker's share), and the long tests, collected late,
-ended up in one worker's queue; here each worker gets one test at a time (--maxschedchunk 1,
-unless given), tests marked ``@pytest.mark.long(seconds)`` (the seconds they took in CI) start
-first, the longest first, and the learning tests, marked ``@pytest.mark.last(seconds)``, end the
-run, the longest last. Those run more than they compile, on XLA's threads on both cores: beside
-the other worker's compiling the SAC one took 667 s in CI (2026-12-04), alone about 250 s."""
+the scripts the tests run as subprocesses."""
 
 import os
 import shutil
@@ -46,18 +38,6 @@ def pytest_configure(config) -> None:
         _MADE.append(os.environ[_SHARED])
     jax.config.update("jax_compilation_cache_dir", os.environ[_SHARED])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    config.addinivalue_line("markers", "long(seconds): seconds it took in CI; runs first")
-    config.addinivalue_line("markers", "last(seconds): a learning test; runs at the end")
-    if getattr(config.option, "maxschedchunk", 1) is None:  # xdist's option, not given
-        config.option.maxschedchunk = 1
-
-
-def pytest_collection_modifyitems(session, config, items) -> None:
-    def place(item) -> tuple[int, float]:
-        long, last = item.get_closest_marker("long"), item.get_closest_marker("last")
-        return (0, -long.args[0]) if long else (2, last.args[0]) if last else (1, 0.0)
-
-    items.sort(key=place)  # stable: the unmarked keep their order
 
 
 def pytest_unconfigure(config) -> None:

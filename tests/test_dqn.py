@@ -341,7 +341,6 @@ def test_cli_help_and_errors_before_compiling(monkeypatch, capsys):
     refused_in_one_line("dqn_mamba", bad, monkeypatch, capsys, "--burn-in (-1) must be at least 0")
 
 
-@pytest.mark.long(85)
 @pytest.mark.timeout(400)
 def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, monkeypatch, capsys):
     flags = [
@@ -365,7 +364,6 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, m
     assert "greedy evaluation of" in out
 
 
-@pytest.mark.last(73)
 @pytest.mark.timeout(600)
 def test_mamba_learns_position_only_cartpole_and_beats_its_memoryless_twin():
     """About two minutes: 2 seeds x 60,000 steps each with Mamba and MLP; greedy evaluation."""

@@ -25,7 +25,6 @@ def positive(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and value > 0
 
 
-@pytest.mark.long(43)
 def test_a_tiny_run_writes_every_part_with_finite_positive_figures(tmp_path):
     # Nothing here is a measurement and compiling is nearly all of its time: compile less.
     env = {**os.environ, "JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}

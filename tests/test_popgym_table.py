@@ -39,7 +39,6 @@ def test_families_are_the_registered_popgym_tasks():
     assert {"RepeatFirst", "RepeatPrevious", "CountRecall", "Autoencode"} <= set(popgym.families())
 
 
-@pytest.mark.long(47)
 def test_a_tiny_table_holds_the_statistics_of_its_returns(tmp_path):
     """Two rows (gru and its twin), 2 seeds, 2 rounds each."""
     argv = ["--tasks", "RepeatPrevious", "--torsos", "gru", "--num-seeds", "2"]

@@ -274,7 +274,6 @@ print("devices", jax.local_device_count())
 """
 
 
-@pytest.mark.long(37)
 @pytest.mark.timeout(300)
 def test_two_simulated_devices_give_the_same_results_as_one(tmp_path):
     outputs = {}
@@ -354,7 +353,6 @@ def test_cli_help_and_errors_before_compiling(monkeypatch, capsys):
     refused_in_one_line("ppo_rnn", bad, monkeypatch, capsys, needle)
 
 
-@pytest.mark.long(79)
 @pytest.mark.timeout(600)
 def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, monkeypatch, capsys):
     flags = [
@@ -384,7 +382,6 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, m
     assert "greedy evaluation of" in out
 
 
-@pytest.mark.last(62)
 @pytest.mark.timeout(400)
 def test_gru_learns_position_only_cartpole_and_beats_its_memoryless_twin():
     """About a minute: 2 seeds x 61,440 steps each for GRU and MLP; greedy evaluation."""

@@ -220,7 +220,6 @@ def _critic_carry(carry, b, i):
     return jax.tree.map(lambda x: x[b : b + 1, 0, i], carry)
 
 
-@pytest.mark.long(46)
 def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry():
     """The soft targets, the critic loss and the actor loss against a reference that steps the
     actor, each critic and each target critic one step at a time from its own carry stored at
@@ -345,7 +344,6 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
     assert float(actor) == pytest.approx(np.mean(per_step), rel=1e-4, abs=1e-4)
 
 
-@pytest.mark.long(37)
 def test_stored_carries_are_the_carries_that_acted():
     """Replaying a sampled sequence from its first stored carries reaches each later step's
     stored carries exactly, for the actor, both critics and both target critics."""
@@ -419,7 +417,6 @@ def test_update_moves_targets_by_polyak_and_alpha_by_its_own_optimizer():
     assert int(updated.updates) == 1
 
 
-@pytest.mark.long(38)
 def test_train_is_resumable_bit_for_bit():
     """train(n1) then train(n2) equals train(n1 + n2): keys, parameters, buffer and all."""
     agent = tiny_agent(env_id="Pendulum-P-v1")
@@ -517,7 +514,6 @@ def test_cli_help_and_errors_before_compiling(monkeypatch, capsys):
     refused_in_one_line("sac_s5", bad, monkeypatch, capsys, "--utd-ratio must be positive")
 
 
-@pytest.mark.long(138)
 @pytest.mark.timeout(400)
 def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, monkeypatch, capsys):
     flags = [
@@ -547,7 +543,6 @@ def test_main_writes_results_resumes_exactly_and_load_evaluates_them(tmp_path, m
 
 # Alone it takes 3-4 minutes; beside another test worker on 2 cores it took 501 s in CI, close to
 # the 600 s hang guard (pyproject.toml), so it gets twice that.
-@pytest.mark.last(340)
 @pytest.mark.timeout(1200)
 def test_s5_learns_position_only_pendulum_and_beats_its_memoryless_twin():
     """About three minutes (S5 134 s, MLP 44 s on 2 cores): 2 seeds x 40,000 steps each;

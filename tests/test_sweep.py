@@ -150,7 +150,6 @@ def _tree(path: Path):
     return flax.serialization.msgpack_restore(path.read_bytes())
 
 
-@pytest.mark.long(81)
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_config_i_seed_j_of_a_sweep_equals_the_plain_run(name, tmp_path, monkeypatch, capsys):

@@ -70,7 +70,6 @@ SCRIPTS = {  # script: (its config class, its tiny test config, continuous actio
 }
 
 
-@pytest.mark.long(39)
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_each_script_trains_a_users_env_and_loads_it_back_only_on_that_env(
     name, tmp_path, monkeypatch, capsys
