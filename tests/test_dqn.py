@@ -118,17 +118,25 @@ def test_double_q_value_and_dqn_loss_match_plain_formulas():
 
 def _filled(agent: DQN, seed: int = 0):
     """An agent's state after its warmup (params unchanged, buffer full of stored carries)."""
-    key, state = agent.init(jax.random.key(seed))
-    return jax.jit(lambda k, s: agent.warmup(k, s, agent.cfg.learning_starts))(key, state)[1]
+
+    def filled(key):  # one program (CI time: not op by op)
+        key, state = agent.init(key)
+        return agent.warmup(key, state, agent.cfg.learning_starts)[1]
+
+    return jax.jit(filled)(jax.random.key(seed))
+
+
+def _sample(agent: DQN, state, key):
+    return jax.jit(agent.buffer.sample)(state.buffer_state, key)
 
 
 def _step(agent: DQN, params, carry, observation, reset, prev_action, prev_reward):
     """One network step on one sequence: returns (carry, q [A])."""
     inputs = StepInput(
-        observation=jnp.asarray(observation)[None, None],
-        reset=jnp.asarray(reset)[None, None],
-        prev_action=jnp.asarray(prev_action)[None, None],
-        prev_reward=jnp.asarray(prev_reward)[None, None],
+        observation=np.asarray(observation)[None, None],
+        reset=np.asarray(reset)[None, None],
+        prev_action=np.asarray(prev_action)[None, None],
+        prev_reward=np.asarray(prev_reward)[None, None],
     )
     carry, q = _compiled_q_values(agent)(params, inputs, carry)
     return carry, np.asarray(q[0, 0])
@@ -148,8 +156,8 @@ def test_replayed_td_errors_equal_step_by_step_reference_from_the_stored_carries
     cfg = agent.cfg
     state = _filled(agent)
     target_params = jax.tree.map(lambda x: 1.3 * x + 0.01, state.params)
-    sample = agent.buffer.sample(state.buffer_state, jax.random.key(1))
-    _, (td_error, valid, _) = agent._loss(
+    sample = _sample(agent, state, jax.random.key(1))
+    _, (td_error, valid, _) = jax.jit(agent._loss)(  # one program (CI time: not op by op)
         state.params, target_params, sample, jnp.ones((cfg.batch_size,))
     )
     td_error, valid = np.asarray(td_error), np.asarray(valid)
@@ -164,7 +172,7 @@ def test_replayed_td_errors_equal_step_by_step_reference_from_the_stored_carries
         replayed = eligible[0] if eligible else None
         q_online, q_target, bootstrap = [], [], {}
         for name, params in (("online", state.params), ("target", target_params)):
-            carry = jax.tree.map(lambda x, b=b: x[b : b + 1, 0], sample.experience.carry)
+            carry = jax.tree.map(lambda x, b=b: x[b : b + 1, 0], seq.carry)  # numpy
             qs = []
             for j in range(length):
                 inputs = (seq.inputs.observation[b, j], reset[b, j],
@@ -209,12 +217,14 @@ def test_stored_carries_are_the_carries_that_acted():
     stored carry exactly (the carry stored with step j is the one step j acted from)."""
     agent = tiny_agent(max_steps_in_episode=9)
     state = _filled(agent)
-    sample = agent.buffer.sample(state.buffer_state, jax.random.key(2))
+    sample = _sample(agent, state, jax.random.key(2))
     seq = sample.experience
     start = jax.tree.map(lambda x: x[:, 0], seq.carry)
+    # One program per length (CI time: not op by op).
+    q_values = jax.jit(agent.q_values)
     for steps in (1, 4, agent.cfg.replay_length - 1):
         head = jax.tree.map(lambda x, s=steps: x[:, :s], seq.inputs.replace(reset=sample.reset))
-        carry, _ = agent.q_values(state.params, head, start)
+        carry, _ = q_values(state.params, head, start)
         stored = jax.tree.map(lambda x, s=steps: x[:, s], seq.carry)
         # Acting ran one step at a time under jit: equal to the contract's float32 tolerance; a
         # carry one step off differs by orders of magnitude more.
@@ -235,7 +245,7 @@ def test_burn_in_gets_no_gradient(torso):
     agent = tiny_agent(torso=torso)
     cfg = agent.cfg
     state = _filled(agent)
-    sample = agent.buffer.sample(state.buffer_state, jax.random.key(3))
+    sample = _sample(agent, state, jax.random.key(3))
     weights = jnp.ones((cfg.batch_size,))
 
     def loss(observation, carry):
@@ -244,7 +254,7 @@ def test_burn_in_gets_no_gradient(torso):
         replaced = sample.replace(experience=experience)
         return agent._loss(state.params, state.target_params, replaced, weights)[0]
 
-    obs_grad, carry_grad = jax.grad(loss, argnums=(0, 1))(
+    obs_grad, carry_grad = jax.jit(jax.grad(loss, argnums=(0, 1)))(  # one program (CI time)
         sample.experience.inputs.observation, sample.experience.carry
     )
     obs_grad = np.abs(np.asarray(obs_grad)).sum(axis=(0, 2))  # [L]
@@ -258,11 +268,11 @@ def test_prioritised_update_sets_r2d2_priorities_and_weights_the_loss():
     cfg = agent.cfg
     state = _filled(agent)
     key = jax.random.key(4)
-    sample = agent.buffer.sample(state.buffer_state, key)
-    _, (td_error, valid, _) = agent._loss(
+    sample = _sample(agent, state, key)
+    _, (td_error, valid, _) = jax.jit(agent._loss)(  # one program each (CI time)
         state.params, state.target_params, sample, jnp.ones((cfg.batch_size,))
     )
-    updated, _ = agent._update(state, key)
+    updated, _ = jax.jit(agent._update)(state, key)
     expected = np.asarray(sequence_priority(td_error, 0.7, valid)) + 1e-6
     flat = np.asarray(updated.buffer_state.priority).reshape(-1)
     # A start drawn twice gets one of its (equal) priorities.

@@ -4,6 +4,7 @@ without gradient, config validation, the CLI and a short learning test."""
 
 import json
 import signal
+from functools import partial
 from pathlib import Path
 
 import distrax
@@ -52,9 +53,16 @@ def tiny_agent(max_steps_in_episode: int | None = None, **overrides) -> SAC:
 def _filled(agent: SAC, seed: int = 0, prepare=lambda state: state):
     """An agent's state after its warmup (params unchanged, buffer full of stored carries),
     ``prepare`` applied to its parameters before it acts."""
-    key, state = agent.init(jax.random.key(seed))
-    state = prepare(state)
-    return jax.jit(lambda k, s: agent.warmup(k, s, agent.cfg.learning_starts))(key, state)[1]
+
+    def filled(key):  # one program (CI time: not op by op)
+        key, state = agent.init(key)
+        return agent.warmup(key, prepare(state), agent.cfg.learning_starts)[1]
+
+    return jax.jit(filled)(jax.random.key(seed))
+
+
+def _sample(agent: SAC, state, seed: int):
+    return jax.jit(agent.buffer.sample)(state.buffer_state, jax.random.key(seed))
 
 
 def _distinct(state):
@@ -81,28 +89,32 @@ def test_actor_is_a_squashed_gaussian_on_the_env_bounds():
     """Pendulum's torque lies in [-2, 2]: a wide policy's samples fill that range (not [-1, 1]),
     never leave it, and their log-probs equal the change-of-variables formula."""
     agent = tiny_agent(env_id="Pendulum-P-v1")
-    key, state = agent.init(jax.random.key(0))
-    wide = jax.tree.map(lambda p: 30.0 * p, state.params.actor)
-    observation = jax.random.normal(key, (64, 5, 2))
-    reset = jnp.zeros((64, 5), bool).at[:, 0].set(True)
-    inputs = StepInput(
-        observation=observation,
-        reset=reset,
-        prev_action=jnp.zeros((64, 5, 1)),
-        prev_reward=jnp.zeros((64, 5)),
-    )
-    _, dist = agent.policy(wide, inputs, agent.actor.initialize_carry(64))
-    action, log_prob = dist.sample_and_log_prob(seed=jax.random.key(1))
+
+    @jax.jit  # one program (CI time: not op by op)
+    def wide_policy(key):
+        key, state = agent.init(key)
+        wide = jax.tree.map(lambda p: 30.0 * p, state.params.actor)
+        inputs = StepInput(
+            observation=jax.random.normal(key, (64, 5, 2)),
+            reset=jnp.zeros((64, 5), bool).at[:, 0].set(True),
+            prev_action=jnp.zeros((64, 5, 1)),
+            prev_reward=jnp.zeros((64, 5)),
+        )
+        _, dist = agent.policy(wide, inputs, agent.actor.initialize_carry(64))
+        action, log_prob = dist.sample_and_log_prob(seed=jax.random.key(1))
+        base = dist.distribution
+        u = base.sample(seed=jax.random.key(1))  # the same draw, before the squash
+        return action, log_prob, u, base.loc, base.scale_diag, dist.mode()
+
+    action, log_prob, u, loc, scale, mode = map(np.asarray, wide_policy(jax.random.key(0)))
     assert action.shape == (64, 5, 1)
     assert float(action.min()) >= -2.0 and float(action.max()) <= 2.0
     assert float(action.min()) < -1.5 and float(action.max()) > 1.5
-    base = dist.distribution
-    u = np.asarray(base.sample(seed=jax.random.key(1)))  # the same draw, before the squash
-    np.testing.assert_allclose(np.asarray(action), 2.0 * np.tanh(u), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(action, 2.0 * np.tanh(u), rtol=1e-5, atol=1e-6)
     fine = np.abs(u).max(-1) < 4.0  # where float32 tanh still resolves the density
-    expected = squashed_log_prob(u, base.loc, base.scale_diag, -2.0, 2.0)
-    np.testing.assert_allclose(np.asarray(log_prob)[fine], expected[fine], rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(np.asarray(dist.mode()), 2.0 * np.tanh(base.loc), rtol=1e-5)
+    expected = squashed_log_prob(u, loc, scale, -2.0, 2.0)
+    np.testing.assert_allclose(log_prob[fine], expected[fine], rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(mode, 2.0 * np.tanh(loc), rtol=1e-5)
 
 
 # --- losses against plain references ------------------------------------------------------------
@@ -188,12 +200,12 @@ def test_critic_actor_and_temperature_losses_match_plain_formulas():
 def _step(apply, params, carry, observation, reset, prev_action, prev_reward, *action):
     """One network step on one sequence: returns (carry, output at that step)."""
     inputs = StepInput(
-        observation=jnp.asarray(observation)[None, None],
-        reset=jnp.asarray(reset)[None, None],
-        prev_action=jnp.asarray(prev_action)[None, None],
-        prev_reward=jnp.asarray(prev_reward)[None, None],
+        observation=np.asarray(observation)[None, None],
+        reset=np.asarray(reset)[None, None],
+        prev_action=np.asarray(prev_action)[None, None],
+        prev_reward=np.asarray(prev_reward)[None, None],
     )
-    extra = [jnp.asarray(a)[None, None] for a in action]
+    extra = [np.asarray(a)[None, None] for a in action]
     return apply(params, inputs, carry, *extra)
 
 
@@ -232,7 +244,7 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
     state = _filled(agent, prepare=_distinct)
     params = state.params
     alpha = float(jnp.exp(params.log_alpha))
-    sample = agent.buffer.sample(state.buffer_state, jax.random.key(1))
+    sample = _sample(agent, state, 1)
     # Every network's start carry replaced by its own random values: their effect on the
     # trained steps then far exceeds the tolerance, so a network started from another's carry,
     # from zero or from a later step fails. (That the stored carries are the ones that acted is
@@ -245,19 +257,28 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
     ]
     experience = sample.experience.replace(carry=jax.tree.unflatten(tree, scrambled))
     sample = sample.replace(experience=experience)
-    replay = agent._replay(sample.experience)
     target_key, actor_key = jax.random.key(2), jax.random.key(3)
-    targets, valid = agent._targets(params, sample.experience, replay, target_key)
-    critic, _ = agent._critic_loss(params.critic, replay, targets, valid)
-    actor, _ = agent._actor_loss(params.actor, params.log_alpha, params.critic, replay, actor_key)
+
+    @jax.jit  # compiled as one program, as training does (CI time: not op by op)
+    def losses(params, experience, target_key, actor_key):
+        replay = agent._replay(experience)
+        targets, valid = agent._targets(params, experience, replay, target_key)
+        critic, _ = agent._critic_loss(params.critic, replay, targets, valid)
+        actor, _ = agent._actor_loss(
+            params.actor, params.log_alpha, params.critic, replay, actor_key
+        )
+        return targets, valid, critic, actor
+
+    targets, valid, critic, actor = losses(params, sample.experience, target_key, actor_key)
     targets, valid = np.asarray(targets), np.asarray(valid)
 
     seq = jax.tree.map(np.asarray, sample.experience)
     reset = np.asarray(sample.reset)
     burn, trained, gamma = cfg.burn_in, cfg.sequence_length, cfg.gamma
     batch, longer = cfg.batch_size, cfg.replay_length + 1
-    one_critic = [jax.tree.map(lambda x, i=i: x[i], params.critic) for i in range(2)]
-    one_target = [jax.tree.map(lambda x, i=i: x[i], params.target) for i in range(2)]
+    one_critic = [jax.tree.map(lambda x, i=i: np.asarray(x)[i], params.critic) for i in range(2)]
+    one_target = [jax.tree.map(lambda x, i=i: np.asarray(x)[i], params.target) for i in range(2)]
+    stored = jax.tree.map(np.asarray, sample.experience.carry)  # sliced below in numpy
 
     @jax.jit  # one step at a time, compiled once
     def actor_step(p, i, carry):
@@ -275,7 +296,7 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
     for b in range(batch):
         steps, position, replayed = _longer_steps(seq, reset, b, burn)
         layout.append((steps, position, replayed))
-        carry = jax.tree.map(lambda x, b=b: x[b : b + 1, 0], sample.experience.carry.actor)
+        carry = jax.tree.map(lambda x, b=b: x[b : b + 1, 0], stored.actor)
         for k, inputs in enumerate(steps):
             carry, dist = _step(actor_step, params.actor, carry, *inputs)
             mean[b, k] = np.asarray(dist.distribution.loc[0, 0])
@@ -288,7 +309,6 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
         return 2.0 * np.tanh(u), squashed_log_prob(u, mean, std, -2.0, 2.0)
 
     next_action, next_log_prob = squashed_draw(target_key, mean, std)
-    stored = sample.experience.carry
 
     def q_along(params_list, carry_tree, b, steps, actions):
         """Each of the two critics stepped over steps from its stored carry: [2, len(steps)]."""
@@ -350,17 +370,23 @@ def test_stored_carries_are_the_carries_that_acted():
     agent = tiny_agent(max_steps_in_episode=9, env_id="Pendulum-P-v1", torso="s5")
     # Acting with target critics unlike the critics, so that their carries differ too.
     state = _filled(agent, prepare=_distinct)
-    sample = agent.buffer.sample(state.buffer_state, jax.random.key(2))
+    sample = _sample(agent, state, 2)
     seq = sample.experience
-    _, _, _, _, start = agent._replay(seq)
+    _, _, _, _, start = jax.jit(agent._replay)(seq)
     # The stored step inputs carry the buffer's own reset flags.
     np.testing.assert_array_equal(np.asarray(seq.inputs.reset), np.asarray(sample.reset))
+
+    @partial(jax.jit, static_argnums=2)  # one program per length (CI time: not op by op)
+    def replayed(params, seq, steps):
+        head = jax.tree.map(lambda x: x[:, :steps], seq.inputs)
+        actor, _ = agent.policy(params.actor, head, start.actor)
+        critic, _ = agent.q_values(params.critic, head, start.critic, seq.action[:, :steps])
+        target, _ = agent.q_values(params.target, head, start.target, seq.action[:, :steps])
+        return actor, critic, target
+
     for steps in (1, 4, agent.cfg.replay_length - 1):
-        head = jax.tree.map(lambda x, s=steps: x[:, :s], seq.inputs)
-        actor, _ = agent.policy(state.params.actor, head, start.actor)
-        critic, _ = agent.q_values(state.params.critic, head, start.critic, seq.action[:, :steps])
-        target, _ = agent.q_values(state.params.target, head, start.target, seq.action[:, :steps])
-        stored = jax.tree.map(lambda x, s=steps: x[:, s], seq.carry)
+        actor, critic, target = replayed(state.params, seq, steps)
+        stored = jax.tree.map(lambda x, s=steps: np.asarray(x)[:, s], seq.carry)
         for got, want in ((actor, stored.actor), (critic, stored.critic),
                           (target, stored.target)):  # fmt: skip
             for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -377,8 +403,10 @@ def test_burn_in_gets_no_gradient(torso):
     cfg = agent.cfg
     state = _filled(agent)
     params = state.params
-    seq = agent.buffer.sample(state.buffer_state, jax.random.key(3)).experience
-    targets, valid = agent._targets(params, seq, agent._replay(seq), jax.random.key(4))
+    seq = _sample(agent, state, 3).experience
+    targets, valid = jax.jit(lambda p, s, k: agent._targets(p, s, agent._replay(s), k))(
+        params, seq, jax.random.key(4)
+    )
 
     def with_inputs(observation, carry):
         inputs = seq.inputs.replace(observation=observation)
@@ -393,7 +421,8 @@ def test_burn_in_gets_no_gradient(torso):
         return agent._actor_loss(params.actor, params.log_alpha, params.critic, replay, key)[0]
 
     for loss in (critic, actor):
-        obs_grad, carry_grad = jax.grad(loss, argnums=(0, 1))(seq.inputs.observation, seq.carry)
+        gradient = jax.jit(jax.grad(loss, argnums=(0, 1)))  # CI time: one program, not op by op
+        obs_grad, carry_grad = gradient(seq.inputs.observation, seq.carry)
         obs_grad = np.abs(np.asarray(obs_grad)).sum(axis=(0, 2))  # [L]
         assert np.all(obs_grad[: cfg.burn_in] == 0.0)
         assert np.all(obs_grad[cfg.burn_in : cfg.burn_in + cfg.sequence_length] > 0.0)
@@ -403,7 +432,7 @@ def test_burn_in_gets_no_gradient(torso):
 def test_update_moves_targets_by_polyak_and_alpha_by_its_own_optimizer():
     agent = tiny_agent(env_id="Pendulum-P-v1", tau=0.1)
     state = _distinct(_filled(agent))
-    updated, metrics = agent._update(state, jax.random.key(6))
+    updated, metrics = jax.jit(agent._update)(state, jax.random.key(6))
     old, new = state.params, updated.params
     expected = jax.tree.map(lambda c, t: 0.1 * c + 0.9 * t, new.critic, old.target)
     for got, want in zip(jax.tree.leaves(new.target), jax.tree.leaves(expected), strict=True):
