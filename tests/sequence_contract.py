@@ -70,13 +70,22 @@ def inputs(key: jax.Array, batch: int, length: int, features: int) -> jax.Array:
     return jax.random.normal(key, (batch, length, features))
 
 
-def init_params(model: nn.Module, x: jax.Array, reset: jax.Array, seed: int = 0):
+def compiled(model: nn.Module | Compiled) -> Compiled:
+    return model if isinstance(model, Compiled) else Compiled(model)
+
+
+def init_params(model: nn.Module | Compiled, x: jax.Array, reset: jax.Array, seed: int = 0):
+    """``model``'s parameters, initialised compiled (CI time: a flax init op by op compiles
+    every op on its own, hundreds of small programs for a layer)."""
+    model = compiled(model)
     carry = model.initialize_carry(x.shape[0])
     return model.init(jax.random.key(seed), x, reset, carry)
 
 
-def warm_carry(model: nn.Module, params, batch: int, features: int):
-    """A carry far from the initial one, so a reset that fails to clear it shows."""
+def warm_carry(model: nn.Module | Compiled, params, batch: int, features: int):
+    """A carry far from the initial one, so a reset that fails to clear it shows (computed
+    compiled, as ``init_params``)."""
+    model = compiled(model)
     x = 3.0 * inputs(jax.random.key(99), batch, 7, features)
     carry, _ = model.apply(params, x, jnp.zeros((batch, 7), bool), model.initialize_carry(batch))
     return carry
