@@ -7,7 +7,7 @@ the workers start and hands it on in the environment. Executables read back are 
 compiled, so no result changes. Entries are compressed: one that a worker reads while the other
 still writes it fails to read back, and jax warns and compiles the program itself. Measured on
 2 cores (2026-12-04), the contract tests with two workers: 268 s with a cache per worker, 252 s
-shared. Subprocesses get their own cache (tests/script_runs.py).
+shared. The resume check's stopped runs, subprocesses, share it too (tests/script_runs.py).
 
 LLVM at optimisation level 1 (XLA's default is 3) on a CPU: most tests compile far more than
 they run. Measured on 2 cores side by side (2026-12-04): a third of the contract tests 132 s ->
@@ -19,7 +19,6 @@ the scripts the tests run as subprocesses."""
 
 import os
 import shutil
-import sys
 import tempfile
 
 import jax
@@ -41,6 +40,5 @@ def pytest_configure(config) -> None:
 
 
 def pytest_unconfigure(config) -> None:
-    scripts = sys.modules.get("tests.script_runs")  # each process's cache of the scripts it ran
-    for path in _MADE + ([scripts.SCRIPT_CACHE] if scripts else []):
+    for path in _MADE:
         shutil.rmtree(path, ignore_errors=True)

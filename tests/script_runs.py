@@ -5,24 +5,25 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 TIMING = ("compile_seconds", "run_seconds", "env_steps_per_second")
-# One persistent compilation cache for the runs of the resume check: a resumed run reloads the
-# executables its stopped run compiled (bit-equality with the straight run, a different program
-# compiled on its own, is still tested) and CI spends its time on tests. (Reading the cache
-# prints warnings to stderr, so the one-line refusals run without it.) tests/conftest.py removes
-# the folder when the test process ends (it was left in /tmp by every run, 48 MB by a full one).
-SCRIPT_CACHE = tempfile.mkdtemp(prefix="memorax-test-jax-cache-")
-CACHED = {
-    **os.environ,
-    "JAX_COMPILATION_CACHE_DIR": SCRIPT_CACHE,
-    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-}
+
+
+def cached_environment() -> dict[str, str]:
+    """The environment for a script run as a subprocess that shares the test run's persistent
+    compilation cache (tests/conftest.py): the resume check's stopped run writes the executables
+    that its resumed run, in the test process, reads back (bit-equality with the straight run, a
+    different program compiled on its own, is still tested). Reading the cache prints warnings
+    to stderr, so the one-line refusals run without it."""
+    return {
+        **os.environ,
+        "JAX_COMPILATION_CACHE_DIR": os.environ["MEMORAX_TEST_JAX_CACHE"],
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
 
 
 def script(name: str, *args: str, env=None, timeout: int = 240) -> subprocess.CompletedProcess:
@@ -47,18 +48,23 @@ def stopped_and_resumed(
 ) -> Path:
     """Run ``name`` with ``flags`` twice: straight through (no checkpoints: training is one call),
     and with ``--checkpoint-every every`` stopped by a real ``signum`` right after its first
-    checkpoint, then resumed in a new process. The stopped run must exit 130 with the resume
-    command, leave only complete files that --load refuses in one line, and, resumed, end with
-    the same parameters, curves and summary as the straight run, bit for bit. Returns the
-    straight run's folder."""
-    straight = script(name, *flags, "--output-dir", str(tmp_path / "straight"), env=CACHED)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    checkpoint, then resumed. The stopped run, a process of its own, must exit 130 with the
+    resume command, leave only complete files that --load refuses in one line, and, resumed, end
+    with the same parameters, curves and summary as the straight run, bit for bit. The straight
+    and the resumed runs are main() in this process (CI time: an interpreter and jax start-up
+    less each; a new process per run is what the stopped run tests). Returns the straight run's
+    folder."""
+    code, _, err = main_in_process(
+        name, [*flags, "--output-dir", str(tmp_path / "straight")], monkeypatch, capsys
+    )
+    assert code in (0, None), err[-3000:]
     stopped_dir = tmp_path / "stopped"
     command = [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *flags]
     command += ["--checkpoint-every", every, "--output-dir", str(stopped_dir)]
     # stderr joins stdout, read as it comes: a pipe nobody drains fills up with jax's warnings
     # (one long line per executable read from the cache) and blocks the run mid-start.
-    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/", env=CACHED)
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/",
+                 env=cached_environment())  # fmt: skip
     with subprocess.Popen(command, **pipes) as run:
         for line in run.stdout:
             if line.startswith("checkpoint after evaluation period 1/"):
@@ -79,9 +85,9 @@ def stopped_and_resumed(
     # In this process (a refusal compiles nothing): an interpreter and jax start-up less.
     refused_in_one_line(name, ["--load", str(run_dir)], monkeypatch, capsys,
                         f"go on with --resume {run_dir}")  # fmt: skip
-    resumed = script(name, "--resume", str(run_dir), env=CACHED)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming {run_dir} after evaluation period" in resumed.stdout
+    code, out, err = main_in_process(name, ["--resume", str(run_dir)], monkeypatch, capsys)
+    assert code in (0, None), err[-3000:]
+    assert f"resuming {run_dir} after evaluation period" in out
     (straight_dir,) = (tmp_path / "straight").iterdir()
     assert (straight_dir / "checkpoint.msgpack").read_bytes() == (
         run_dir / "checkpoint.msgpack"
