@@ -26,10 +26,10 @@ def cached_environment() -> dict[str, str]:
     }
 
 
-def script(name: str, *args: str, env=None, timeout: int = 240) -> subprocess.CompletedProcess:
+def script(name: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "algorithms" / f"{name}.py"), *args],
-        capture_output=True, text=True, timeout=timeout, cwd="/", env=env,
+        capture_output=True, text=True, timeout=timeout, cwd="/",
     )  # fmt: skip
 
 

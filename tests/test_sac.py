@@ -278,7 +278,7 @@ def test_targets_and_losses_equal_step_by_step_reference_from_every_stored_carry
     batch, longer = cfg.batch_size, cfg.replay_length + 1
     one_critic = [jax.tree.map(lambda x, i=i: np.asarray(x)[i], params.critic) for i in range(2)]
     one_target = [jax.tree.map(lambda x, i=i: np.asarray(x)[i], params.target) for i in range(2)]
-    stored = jax.tree.map(np.asarray, sample.experience.carry)  # sliced below in numpy
+    stored = seq.carry  # numpy: sliced below
 
     @jax.jit  # one step at a time, compiled once
     def actor_step(p, i, carry):
