@@ -38,7 +38,7 @@ ENTRIES_OF_TORSO = {
     "gru": ["fused_gru"],
     "lstm": ["fused_lstm"],
     "mgu": ["mgu"],
-    "elman": ["simple"],
+    "elman": ["elman"],
     "indrnn": ["indrnn"],
     "mingru": ["mingru_layer", "mingru_2_layers"],
     "lru": ["lru_cell", "lru_2_layers"],

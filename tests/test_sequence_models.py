@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from memorax.networks import MLP, RNN, FusedGRUCell, FusedLSTMCell, SequenceModelWrapper
+from memorax.networks import (
+    MLP,
+    RNN,
+    ElmanCell,
+    FusedGRUCell,
+    FusedLSTMCell,
+    MGUCell,
+    SequenceModelWrapper,
+)
 from memorax.networks.blocks import FFN, PreNorm, Residual, Stack
 from tests import sequence_contract as contract
 
@@ -22,8 +30,8 @@ RNN_TORSOS = {
     "lstm": contract.Compiled(RNN(nn.LSTMCell(features=8))),
     "optimized_lstm": contract.Compiled(RNN(nn.OptimizedLSTMCell(features=8))),
     "fused_lstm": contract.Compiled(RNN(FusedLSTMCell(features=8))),
-    "mgu": contract.Compiled(RNN(nn.MGUCell(features=8))),
-    "simple": contract.Compiled(RNN(nn.SimpleCell(features=8))),
+    "mgu": contract.Compiled(RNN(MGUCell(features=8))),
+    "elman": contract.Compiled(RNN(ElmanCell(features=8))),
     "wrapped_gru": contract.Compiled(SequenceModelWrapper(RNN(nn.GRUCell(features=8)))),
     "wrapped_mlp": contract.Compiled(SequenceModelWrapper(MLP(features=(8,)))),
     "stack": contract.Compiled(
@@ -122,6 +130,23 @@ def test_fused_lstm_computes_flax_lstm():
     for block in np.split(kernel, 4, axis=1):
         np.testing.assert_allclose(block.T @ block, np.eye(4), atol=1e-5)
     assert not np.any(np.asarray(own["recurrent_projection"]["bias"]))
+
+
+@pytest.mark.parametrize(
+    "ours,flax_cell", [(ElmanCell, nn.SimpleCell), (MGUCell, nn.MGUCell)], ids=["elman", "mgu"]
+)
+def test_hoisted_cells_are_flax_cells(ours, flax_cell):
+    """Independent reference: flax's own SimpleCell and MGUCell. One key initialises both to the
+    same parameters (names, shapes, values: a checkpoint of either loads into the other), and
+    with them ours (input projection hoisted out of the time loop) computes flax's function."""
+    reset = contract.reset_mask([[0, 3], [2]], 6)
+    x = contract.inputs(jax.random.key(8), 2, 6, 3)
+    theirs, hoisted = RNN(flax_cell(features=4)), RNN(ours(features=4))
+    params = contract.init_params(theirs, x, reset)
+    assert contract.max_abs_diff(params, contract.init_params(hoisted, x, reset)) == 0.0
+    carry = jax.random.normal(jax.random.key(9), (2, 4))
+    cell_params = params["params"]["cell"]
+    _check_same_function(theirs.cell, hoisted.cell, cell_params, cell_params, carry)
 
 
 def test_wrapper_changes_nothing_for_a_contract_model():

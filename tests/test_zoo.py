@@ -1,7 +1,7 @@
 """The memory zoo (minGRU, FrameStack, IndRNN, MGU, Elman, LSTM): each torso against its paper's
 equations stepped here in a float64 Python loop from the raw parameters, with resets; minGRU at
 T = 2048; the --torso flags at any width and depth (the contract checks run in test_contract.py
-over ZOO_TORSOS, and over RNN_TORSOS' "mgu" and "simple" for the flax cells)."""
+over ZOO_TORSOS, and over RNN_TORSOS' "mgu" and "elman" for the two flax-equivalent cells)."""
 
 import jax
 import jax.numpy as jnp
@@ -159,8 +159,9 @@ def test_indrnn_matches_the_paper_with_u_clipped():
 
 
 def test_mgu_matches_its_equations():
-    """flax's MGUCell, as --torso mgu builds it: f = sigmoid(W_if x + b_if + W_hf h),
-    n = tanh(W_in x + b_in + f * (W_hn h + b_hn)), h = (1 - f) n + f h."""
+    """MGUCell (flax's MGUCell, hoisted), as --torso mgu builds it:
+    f = sigmoid(W_if x + b_if + W_hf h), n = tanh(W_in x + b_in + f * (W_hn h + b_hn)),
+    h = (1 - f) n + f h."""
     model = contract.Compiled(make_torso("mgu", 8))
     x, reset = _reference_inputs()
     params = contract.init_params(model, x, reset)
@@ -176,7 +177,8 @@ def test_mgu_matches_its_equations():
 
 
 def test_elman_matches_its_equation():
-    """flax's SimpleCell, as --torso elman builds it: h = tanh(W_i x + b_i + W_h h)."""
+    """ElmanCell (flax's SimpleCell, hoisted), as --torso elman builds it:
+    h = tanh(W_i x + b_i + W_h h)."""
     model = contract.Compiled(make_torso("elman", 8))
     x, reset = _reference_inputs()
     params = contract.init_params(model, x, reset)

@@ -11,6 +11,7 @@ from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.indrnn import IndRNNCell
 from memorax.networks.sequence_models.lstm import FusedLSTMCell
 from memorax.networks.sequence_models.rnn import RNN
+from memorax.networks.sequence_models.simple_cells import ElmanCell, MGUCell
 
 TorsoName = Literal[
     "gru",
@@ -42,8 +43,8 @@ TORSO_NAMES: tuple[str, ...] = TorsoName.__args__
 RECURRENT_CELLS: dict[str, type[nn.RNNCellBase]] = {
     "gru": FusedGRUCell,
     "lstm": FusedLSTMCell,
-    "mgu": nn.MGUCell,
-    "elman": nn.SimpleCell,
+    "mgu": MGUCell,
+    "elman": ElmanCell,
     "indrnn": IndRNNCell,
 }
 ATTENTION_HEADS = 4
@@ -97,7 +98,8 @@ def make_torso(
     """The torso called ``name``, ``hidden_size`` wide and ``num_layers`` deep.
 
     GRU is ``FusedGRUCell`` and LSTM ``FusedLSTMCell`` (flax's equations, input projection hoisted
-    out of the time loop), MGU ``nn.MGUCell``, Elman ``nn.SimpleCell`` and IndRNN ``IndRNNCell``:
+    out of the time loop), MGU ``MGUCell`` and Elman ``ElmanCell`` (flax's ``nn.MGUCell`` and
+    ``nn.SimpleCell``, same parameters, input projection hoisted) and IndRNN ``IndRNNCell``:
     recurrent cells stack as plain layers. The parallel models (minGRU, LRU, S5, Mamba, Mamba-2)
     stack with residual connections and pre-normalisation; attention is a GPT-style stack of
     pre-norm residual self-attention and feed-forward blocks over the last ``context_length`` steps,

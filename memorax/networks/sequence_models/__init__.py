@@ -34,6 +34,7 @@ from memorax.networks.sequence_models.mingru import MinGRU, MinGRULayer
 from memorax.networks.sequence_models.mlstm import MLSTM, MLSTMLayer
 from memorax.networks.sequence_models.rnn import RNN
 from memorax.networks.sequence_models.s5 import S5, S5Cell
+from memorax.networks.sequence_models.simple_cells import ElmanCell, MGUCell
 from memorax.networks.sequence_models.slstm import SLSTM, SLSTMLayer
 
 __all__ = [
@@ -54,6 +55,8 @@ __all__ = [
     "FusedGRUCell",
     "FusedLSTMCell",
     "IndRNNCell",
+    "ElmanCell",
+    "MGUCell",
     "S5",
     "LRUCell",
     "LinearRecurrenceCell",

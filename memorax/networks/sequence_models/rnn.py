@@ -7,17 +7,18 @@ from memorax.networks.sequence_models.base import Carry, SequenceModel, reset_ca
 from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.indrnn import IndRNNCell
 from memorax.networks.sequence_models.lstm import FusedLSTMCell
+from memorax.networks.sequence_models.simple_cells import ElmanCell, MGUCell
 
 # Cells with a position-wise ``project`` and a ``recur`` from its output: the projection of the
 # whole sequence runs as one matmul before the time loop.
-HOISTED_CELLS = (FusedGRUCell, FusedLSTMCell, IndRNNCell)
+HOISTED_CELLS = (FusedGRUCell, FusedLSTMCell, IndRNNCell, ElmanCell, MGUCell)
 
 
 class RNN(SequenceModel):
     """Runs ``cell`` (``nn.GRUCell``, ``nn.LSTMCell``, ``nn.OptimizedLSTMCell``, ``nn.MGUCell``,
-    ``nn.SimpleCell``, ``FusedGRUCell``, ``FusedLSTMCell``, ``IndRNNCell``, ...) over x: [B, T, F];
-    the carry is the cell's initial carry wherever ``reset`` is True. A ``FusedGRUCell``,
-    ``FusedLSTMCell`` or ``IndRNNCell`` has its input projection computed for the whole sequence
+    ``nn.SimpleCell``, ``FusedGRUCell``, ``FusedLSTMCell``, ``IndRNNCell``, ``ElmanCell``,
+    ``MGUCell``, ...) over x: [B, T, F]; the carry is the cell's initial carry wherever ``reset``
+    is True. A cell in ``HOISTED_CELLS`` has its input projection computed for the whole sequence
     before the time loop."""
 
     cell: nn.RNNCellBase
@@ -31,7 +32,7 @@ class RNN(SequenceModel):
         initial_carry = self.initialize_carry(x.shape[0])
         hoisted = isinstance(self.cell, HOISTED_CELLS)
         if hoisted:
-            x = self.cell.project(x)  # [B, T, 3H] GRU, [B, T, 4H] LSTM, [B, T, H] IndRNN
+            x = self.cell.project(x)  # [B, T, kH]: k = 3 GRU, 4 LSTM, 2 MGU, 1 IndRNN, Elman
 
         def step(cell: nn.RNNCellBase, carry: Carry, inputs: tuple[jax.Array, jax.Array]):
             x_t, reset_t = inputs  # [B, F], [B]
