@@ -2,9 +2,11 @@
 
     python benchmarks/rnn_layout.py            # from the repository root
 
-``RNN`` computes a ``FusedGRUCell``'s or ``FusedLSTMCell``'s input projection for the whole
-sequence before the scan (``hoisted``). This times the alternatives on the same cells and
-weights: ``loop`` (the cell's ``__call__`` per step, both matmuls inside the scan),
+``RNN`` computes a ``FusedGRUCell``'s, ``FusedLSTMCell``'s, ``ElmanCell``'s or ``MGUCell``'s
+input projection for the whole sequence before the scan (``hoisted``). This times the
+alternatives on the same cells and weights: ``loop`` (the cell's ``__call__`` per step, both
+matmuls inside the scan, as flax's ``nn.SimpleCell`` and ``nn.MGUCell`` run, which ``--torso
+elman`` and ``mgu`` were before ``ElmanCell`` and ``MGUCell``),
 ``time-major`` (hoisted, the projection computed on [T, B, F] so each step reads a contiguous
 slice) and, for the LSTM, flax's ``nn.OptimizedLSTMCell`` in the loop (what ``--torso lstm`` was
 before ``FusedLSTMCell``: its per-gate kernels concatenated at every step). Three shapes, each
@@ -30,6 +32,7 @@ from memorax.networks.sequence_models.base import reset_carry
 from memorax.networks.sequence_models.gru import FusedGRUCell
 from memorax.networks.sequence_models.lstm import FusedLSTMCell
 from memorax.networks.sequence_models.rnn import RNN
+from memorax.networks.sequence_models.simple_cells import ElmanCell, MGUCell
 from memorax.results import atomic_write, write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,11 +70,13 @@ class _Scanned(nn.Module):
 def layouts() -> dict[str, Callable[[], nn.Module]]:
     """Every layout by name; the RNN module's own (hoisted, batch-major) is ``hoisted``."""
     built: dict[str, Callable[[], nn.Module]] = {}
-    for cell_name, cell in (("gru", FusedGRUCell), ("lstm", FusedLSTMCell)):
+    cells = (("gru", FusedGRUCell), ("lstm", FusedLSTMCell), ("elman", ElmanCell), ("mgu", MGUCell))
+    for cell_name, cell in cells:
         built[f"{cell_name} hoisted"] = lambda cell=cell: RNN(cell(WIDTH))
         built[f"{cell_name} loop"] = lambda cell=cell: _Scanned(cell(WIDTH), hoist=False)
         built[f"{cell_name} time-major"] = lambda cell=cell: _Scanned(cell(WIDTH), hoist=True)
-    built["lstm flax OptimizedLSTMCell"] = lambda: RNN(nn.OptimizedLSTMCell(WIDTH))
+        if cell_name == "lstm":
+            built["lstm flax OptimizedLSTMCell"] = lambda: RNN(nn.OptimizedLSTMCell(WIDTH))
     return built
 
 
@@ -127,7 +132,8 @@ def main() -> None:
         "",
         f"`python benchmarks/rnn_layout.py --repeats {args.repeats}`: median ms of the compiled "
         "call (loss and gradient; the acting step forward only), width 128, and in brackets the "
-        "time over the hoisted layout of the same cell (`RNN`'s, what --torso gru and lstm run).",
+        "time over the hoisted layout of the same cell (`RNN`'s, what --torso gru, lstm, elman "
+        "and mgu run).",
         "",
         "| layout | " + " | ".join(f"{s} (B={b}, T={t})" for s, b, t, _ in SHAPES) + " |",
         "|---|" + "---:|" * len(SHAPES),

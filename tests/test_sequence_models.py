@@ -197,7 +197,8 @@ def test_rnn_layout_benchmark_compares_one_function():
 
     reset = contract.reset_mask([[0, 3], [2]], 6)
     x = contract.inputs(jax.random.key(3), 2, 6, 3)
-    for cell in (FusedGRUCell(features=4), FusedLSTMCell(features=4)):
+    for cell_type in (FusedGRUCell, FusedLSTMCell, ElmanCell, MGUCell):
+        cell = cell_type(features=4)
         hoisted = RNN(cell)
         params = contract.init_params(hoisted, x, reset)
         carry = jax.tree.map(lambda a: a + 0.5, hoisted.initialize_carry(2))
