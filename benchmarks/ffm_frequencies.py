@@ -13,7 +13,8 @@ after) to name the suit shown ``--lag`` steps ago in a stream of random suits (R
 memory, without RL), with Adam, and prints the accuracy along the way: gru, lru, ffm (the
 authors' start) and ffm with ``frequencies="spread"`` (omega from 0 to pi).
 ``--torsos`` probes any torsos of the zoo instead (``--torsos attention attention_rope`` shows why
-ALiBi attention fails RepeatPreviousEasy: attention_repeat_previous_easy.md).
+ALiBi attention fails RepeatPreviousEasy: attention_repeat_previous_easy.md), ``--num-layers``
+as deep as ``--num-layers`` builds them (minGRU: mingru_repeat_previous_easy.md).
 ``--lag 0`` asks for the first suit at every step of 52 (RepeatFirst's memory), ``--start-flag``
 with a flag marking the first step in the input, as POPGym's protocol gives the policy.
 ``ppo`` runs the POPGym table's row (benchmarks/popgym.py's flags: RepeatPreviousEasy, 4 seeds,
@@ -41,6 +42,7 @@ def probe(
     flag: bool = False,
     length: int = 32,
     batch: int = 64,
+    num_layers: int = 1,
 ) -> None:
     import flax.linen as nn
     import jax
@@ -60,7 +62,7 @@ def probe(
         'ffm, frequencies="spread"': lambda: FFM(hidden_dim=width, frequencies="spread"),
     }
     if names:  # any torso of the zoo instead, as --torso builds it
-        torsos = {name: functools.partial(make_torso, name, width) for name in names}
+        torsos = {name: functools.partial(make_torso, name, width, num_layers) for name in names}
 
     class Net(nn.Module):
         torso: nn.Module
@@ -152,12 +154,20 @@ if __name__ == "__main__":
         choices=TORSO_NAMES,
         help="probe: these torsos instead (--torso names)",
     )
+    parser.add_argument(
+        "--num-layers", type=int, default=1, help="probe, with --torsos: layers of each torso"
+    )
     args, rest = parser.parse_known_args()
     if args.mode == "probe":
         if rest:
             parser.error(f"unrecognised arguments: {' '.join(rest)}")
         if args.start_flag and args.lag != 0:
             parser.error("--start-flag marks the first step for --lag 0; drop it or add --lag 0")
-        probe(args.lag, args.steps, args.seeds, args.torsos, args.start_flag)
+        if args.num_layers != 1 and not args.torsos:
+            parser.error("--num-layers builds the --torsos torsos; name them with --torsos")
+        probe(
+            args.lag, args.steps, args.seeds, args.torsos, args.start_flag,
+            num_layers=args.num_layers,
+        )  # fmt: skip
     else:
         ppo(rest)
