@@ -28,8 +28,8 @@ WIDTH, SPEED_LENGTH = 128, 1024
 KIND = {
     "gru": ("sequential", "scan", "Cho et al. 2014 (flax's equations, fused)"),
     "lstm": ("sequential", "scan", "Hochreiter & Schmidhuber 1997 (flax's equations, fused)"),
-    "mgu": ("sequential", "scan", "Zhou et al. 2016 (flax MGUCell)"),
-    "elman": ("sequential", "scan", "Elman 1990 (flax SimpleCell)"),
+    "mgu": ("sequential", "scan", "Zhou et al. 2016 (flax's equations, hoisted)"),
+    "elman": ("sequential", "scan", "Elman 1990 (flax's equations, hoisted)"),
     "indrnn": ("sequential", "scan", "Li et al. 2018"),
     "slstm": ("sequential", "scan", "Beck et al. 2024 (xLSTM)"),
     "mingru": ("parallel", "log-space associative scan", "Feng et al. 2024"),

@@ -6,7 +6,8 @@ functions from the same parameters (same names, shapes and initialisers, so one 
 both to the same values and a checkpoint of either loads into the other) and expose the input half
 as ``project``, so ``RNN`` computes it for the whole sequence at once, before the loop, as it does
 for ``FusedGRUCell``. Only the recurrent matmuls stay in the loop, where recurrent PPO spends its
-time on a CPU (benchmarks/results/simple_cells_cpu.md).
+time on a CPU (benchmarks/results/rnn_layout_cpu.md, before_after_ppo_rnn_elman_cpu.md and
+before_after_ppo_rnn_mgu_cpu.md).
 """
 
 from functools import partial
