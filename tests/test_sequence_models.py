@@ -15,6 +15,7 @@ from memorax.networks import (
     ElmanCell,
     FusedGRUCell,
     FusedLSTMCell,
+    HoistedCell,
     MGUCell,
     SequenceModelWrapper,
 )
@@ -147,6 +148,47 @@ def test_hoisted_cells_are_flax_cells(ours, flax_cell):
     carry = jax.random.normal(jax.random.key(9), (2, 4))
     cell_params = params["params"]["cell"]
     _check_same_function(theirs.cell, hoisted.cell, cell_params, cell_params, carry)
+
+
+PROJECTED_SHAPES = []
+
+
+class LeakyCell(HoistedCell):
+    """A researcher's own cell, h' = decay * h + W x + b, written as the README says: subclass
+    ``HoistedCell`` with ``project`` and ``recur``."""
+
+    decay: float = 0.5
+
+    @nn.compact
+    def project(self, inputs: jax.Array) -> jax.Array:
+        PROJECTED_SHAPES.append(inputs.shape)  # at trace time
+        return nn.Dense(self.features, name="input_projection")(inputs)
+
+    def recur(self, carry: jax.Array, projected: jax.Array) -> tuple[jax.Array, jax.Array]:
+        new_carry = self.decay * carry + projected
+        return new_carry, new_carry
+
+
+def test_own_hoisted_cell_is_hoisted_and_reset():
+    """A subclass of HoistedCell outside memorax: RNN projects the whole [B, T, F] sequence in
+    one call (not one [B, F] step at a time) and equals the cell's equation in a plain loop, the
+    carry zeroed at every reset."""
+    reset = contract.reset_mask([[0, 3], [2]], 6)
+    x = contract.inputs(jax.random.key(8), 2, 6, 3)
+    cell = LeakyCell(features=4)
+    params = contract.init_params(RNN(cell), x, reset)
+    PROJECTED_SHAPES.clear()
+    carry = jax.random.normal(jax.random.key(9), (2, 4))
+    final, y = RNN(cell).apply(params, x, reset, carry)
+    assert PROJECTED_SHAPES == [(2, 6, 3)]
+    dense = params["params"]["cell"]["input_projection"]
+    h, outputs = np.asarray(carry), []
+    for t in range(6):
+        h = np.where(np.asarray(reset[:, t])[:, None], 0.0, h)
+        h = 0.5 * h + np.asarray(x[:, t]) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
+        outputs.append(h)
+    np.testing.assert_allclose(np.asarray(y), np.stack(outputs, axis=1), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(final), h, atol=1e-5)
 
 
 def test_wrapper_changes_nothing_for_a_contract_model():

@@ -3,6 +3,7 @@
 from memorax.networks.sequence_models.attention import SelfAttention
 from memorax.networks.sequence_models.base import (
     Carry,
+    HoistedCell,
     SequenceModel,
     SequenceModelWrapper,
     apply_sequence_model,
@@ -74,6 +75,7 @@ __all__ = [
     "SelfAttention",
     "Carry",
     "SequenceModel",
+    "HoistedCell",
     "SequenceModelWrapper",
     "apply_sequence_model",
     "initialize_carry_of",

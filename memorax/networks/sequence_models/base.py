@@ -28,6 +28,33 @@ class SequenceModel(nn.Module):
         raise NotImplementedError
 
 
+class HoistedCell(nn.RNNCellBase):
+    """A recurrent cell split in two: ``project``, position-wise, reads the input; ``recur`` steps
+    the carry from a projected input. ``RNN`` runs ``project`` over the whole sequence as one
+    matmul before the time loop and only ``recur`` inside it; called as a flax cell, one step is
+    ``recur(carry, project(x))``. The carry is zeros of shape [..., features]; a cell with another
+    carry overrides ``initialize_carry``."""
+
+    features: int
+
+    def project(self, inputs: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def recur(self, carry: Carry, projected: jax.Array) -> tuple[Carry, jax.Array]:
+        raise NotImplementedError
+
+    def __call__(self, carry: Carry, inputs: jax.Array) -> tuple[Carry, jax.Array]:
+        return self.recur(carry, self.project(inputs))
+
+    @nn.nowrap
+    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> Carry:
+        return jnp.zeros(input_shape[:-1] + (self.features,))
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
 def reset_carry(reset: jax.Array, carry: Carry, initial_carry: Carry) -> Carry:
     """Replace the rows of ``carry`` whose ``reset`` ([B] bool) is True by ``initial_carry``."""
 

@@ -10,6 +10,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memorax.networks.sequence_models.base import HoistedCell
+
 
 def per_gate(init: nn.initializers.Initializer, gates: int) -> nn.initializers.Initializer:
     """Initialise a [in, gates * H] kernel as ``gates`` independent [in, H] blocks."""
@@ -22,14 +24,12 @@ def per_gate(init: nn.initializers.Initializer, gates: int) -> nn.initializers.I
     return init_fn
 
 
-class FusedGRUCell(nn.RNNCellBase):
+class FusedGRUCell(HoistedCell):
     """GRU with flax's equations:
 
     r = sigmoid(W_ir x + b_ir + W_hr h),  z = sigmoid(W_iz x + b_iz + W_hz h)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h
     """
-
-    features: int
 
     def setup(self) -> None:
         self.input_projection = nn.Dense(
@@ -56,14 +56,3 @@ class FusedGRUCell(nn.RNNCellBase):
         candidate = jnp.tanh(input_n + reset_gate * (hidden_n + self.recurrent_bias))
         new_carry = (1.0 - update_gate) * candidate + update_gate * carry
         return new_carry, new_carry
-
-    def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.recur(carry, self.project(inputs))
-
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
-        return jnp.zeros(input_shape[:-1] + (self.features,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1

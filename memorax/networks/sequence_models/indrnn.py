@@ -14,12 +14,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memorax.networks.sequence_models.base import HoistedCell
 
-class IndRNNCell(nn.RNNCellBase):
+
+class IndRNNCell(HoistedCell):
     """An IndRNN layer as a flax cell, run over time by ``RNN``, which computes ``project`` for
     the whole sequence before the time loop."""
-
-    features: int
 
     def setup(self) -> None:
         self.input_projection = nn.Dense(self.features)
@@ -37,14 +37,3 @@ class IndRNNCell(nn.RNNCellBase):
         u = u + jax.lax.stop_gradient(jnp.clip(u, -1.0, 1.0) - u)  # straight-through clip
         new_carry = jax.nn.relu(projected + u * carry)
         return new_carry, new_carry
-
-    def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.recur(carry, self.project(inputs))
-
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
-        return jnp.zeros(input_shape[:-1] + (self.features,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1

@@ -13,20 +13,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memorax.networks.sequence_models.base import HoistedCell
 from memorax.networks.sequence_models.gru import per_gate
 
 LSTMCarry = tuple[jax.Array, jax.Array]  # (c, h), flax's order
 
 
-class FusedLSTMCell(nn.RNNCellBase):
+class FusedLSTMCell(HoistedCell):
     """LSTM with flax's equations:
 
     i = sigmoid(W_ii x + W_hi h + b_hi),  f = sigmoid(W_if x + W_hf h + b_hf)
     g = tanh(W_ig x + W_hg h + b_hg),     o = sigmoid(W_io x + W_ho h + b_ho)
     c' = f * c + i * g,  h' = o * tanh(c')
     """
-
-    features: int
 
     def setup(self) -> None:
         self.input_projection = nn.Dense(
@@ -52,14 +51,7 @@ class FusedLSTMCell(nn.RNNCellBase):
         new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
         return (new_c, new_h), new_h
 
-    def __call__(self, carry: LSTMCarry, inputs: jax.Array) -> tuple[LSTMCarry, jax.Array]:
-        return self.recur(carry, self.project(inputs))
-
     @nn.nowrap
     def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> LSTMCarry:
         zeros = jnp.zeros(input_shape[:-1] + (self.features,))
         return zeros, zeros
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1

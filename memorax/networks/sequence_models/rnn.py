@@ -3,23 +3,15 @@
 import flax.linen as nn
 import jax
 
-from memorax.networks.sequence_models.base import Carry, SequenceModel, reset_carry
-from memorax.networks.sequence_models.gru import FusedGRUCell
-from memorax.networks.sequence_models.indrnn import IndRNNCell
-from memorax.networks.sequence_models.lstm import FusedLSTMCell
-from memorax.networks.sequence_models.simple_cells import ElmanCell, MGUCell
-
-# Cells with a position-wise ``project`` and a ``recur`` from its output: the projection of the
-# whole sequence runs as one matmul before the time loop.
-HOISTED_CELLS = (FusedGRUCell, FusedLSTMCell, IndRNNCell, ElmanCell, MGUCell)
+from memorax.networks.sequence_models.base import Carry, HoistedCell, SequenceModel, reset_carry
 
 
 class RNN(SequenceModel):
     """Runs ``cell`` (``nn.GRUCell``, ``nn.LSTMCell``, ``nn.OptimizedLSTMCell``, ``nn.MGUCell``,
     ``nn.SimpleCell``, ``FusedGRUCell``, ``FusedLSTMCell``, ``IndRNNCell``, ``ElmanCell``,
     ``MGUCell``, ...) over x: [B, T, F]; the carry is the cell's initial carry wherever ``reset``
-    is True. A cell in ``HOISTED_CELLS`` has its input projection computed for the whole sequence
-    before the time loop."""
+    is True. A ``HoistedCell`` (the five above) has its input projection computed for the whole
+    sequence before the time loop."""
 
     cell: nn.RNNCellBase
 
@@ -30,7 +22,7 @@ class RNN(SequenceModel):
 
     def __call__(self, x: jax.Array, reset: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
         initial_carry = self.initialize_carry(x.shape[0])
-        hoisted = isinstance(self.cell, HOISTED_CELLS)
+        hoisted = isinstance(self.cell, HoistedCell)
         if hoisted:
             x = self.cell.project(x)  # [B, T, kH]: k = 3 GRU, 4 LSTM, 2 MGU, 1 IndRNN, Elman
 

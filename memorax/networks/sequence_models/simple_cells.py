@@ -16,18 +16,18 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memorax.networks.sequence_models.base import HoistedCell
+
 # flax's default for the kernels that read the input.
 INPUT_KERNEL_INIT = nn.initializers.lecun_normal()
 RECURRENT_KERNEL_INIT = nn.initializers.orthogonal()
 
 
-class ElmanCell(nn.RNNCellBase):
+class ElmanCell(HoistedCell):
     """Elman's simple recurrent cell as ``nn.SimpleCell`` computes it (tanh, no residual):
 
     h' = tanh(W_i x + b_i + W_h h)
     """
-
-    features: int
 
     def setup(self) -> None:
         self.i = nn.Dense(self.features, kernel_init=INPUT_KERNEL_INIT)
@@ -42,19 +42,8 @@ class ElmanCell(nn.RNNCellBase):
         new_carry = jnp.tanh(projected + self.h(carry))
         return new_carry, new_carry
 
-    def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.recur(carry, self.project(inputs))
 
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
-        return jnp.zeros(input_shape[:-1] + (self.features,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
-
-
-class MGUCell(nn.RNNCellBase):
+class MGUCell(HoistedCell):
     """The minimal gated unit (Zhou et al. 2016) as ``nn.MGUCell`` computes it (with its reset
     gate, flax's default):
 
@@ -63,8 +52,6 @@ class MGUCell(nn.RNNCellBase):
 
     The forget gate's input bias starts at one, the other biases at zero, as flax's do.
     """
-
-    features: int
 
     def setup(self) -> None:
         dense_i = partial(nn.Dense, self.features, kernel_init=INPUT_KERNEL_INIT)
@@ -87,14 +74,3 @@ class MGUCell(nn.RNNCellBase):
         candidate = jnp.tanh(input_n + forget * self.hn(carry))
         new_carry = (1.0 - forget) * candidate + forget * carry
         return new_carry, new_carry
-
-    def __call__(self, carry: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.recur(carry, self.project(inputs))
-
-    @nn.nowrap
-    def initialize_carry(self, rng: jax.Array, input_shape: tuple[int, ...]) -> jax.Array:
-        return jnp.zeros(input_shape[:-1] + (self.features,))
-
-    @property
-    def num_feature_axes(self) -> int:
-        return 1
