@@ -150,6 +150,39 @@ def test_hoisted_cells_are_flax_cells(ours, flax_cell):
     _check_same_function(theirs.cell, hoisted.cell, cell_params, cell_params, carry)
 
 
+@pytest.mark.parametrize(
+    "cell,field,default",
+    [
+        (FusedGRUCell, "update_gate_bias", 0.0),
+        (FusedLSTMCell, "forget_gate_bias", 0.0),
+        (MGUCell, "forget_gate_bias", 1.0),
+    ],
+    ids=["gru", "lstm", "mgu"],
+)
+@pytest.mark.parametrize("bias", [None, 3.0], ids=["flax_default", "bias_3"])
+def test_gate_bias_sets_the_fraction_of_the_carry_kept(cell, field, default, bias):
+    """With every kernel at zero, a step keeps exactly sigmoid(b) of the carry (the gate's
+    equation: the candidate is tanh(0) = 0), b the gate's initial bias: flax's value by default,
+    the one given otherwise. Every other bias starts at zero."""
+    b = default if bias is None else bias
+    module = cell(features=4) if bias is None else cell(features=4, **{field: bias})
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    carry = module.initialize_carry(jax.random.key(0), x.shape)
+    carry = jax.tree.map(lambda c: jax.random.normal(jax.random.key(2), c.shape), carry)
+    params = module.init(jax.random.key(0), carry, x)
+    zeroed = jax.tree_util.tree_map_with_path(
+        lambda path, p: jnp.zeros_like(p) if path[-1].key == "kernel" else p, params
+    )
+    new_carry, _ = module.apply(zeroed, carry, x)
+    kept = jax.tree.leaves(new_carry)[0]  # the LSTM's c, else the carry
+    expected = jax.nn.sigmoid(b) * jax.tree.leaves(carry)[0]
+    np.testing.assert_allclose(np.asarray(kept), np.asarray(expected), rtol=1e-6)
+    biases = [
+        leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if path[-1].key == "bias"
+    ]
+    assert sum(int(np.sum(np.asarray(leaf) != 0)) for leaf in biases) == (4 if b else 0)
+
+
 PROJECTED_SHAPES = []
 
 

@@ -158,6 +158,33 @@ def test_indrnn_matches_the_paper_with_u_clipped():
     assert float(jnp.abs(grad_wide[-1])) > 0.0
 
 
+def test_indrnn_recurrent_weights_start_uniform_up_to_one():
+    """By default u starts as flax's uniform(1) draws it (the paper's [0, 1]), bit for bit: a
+    module naming its parameters as IndRNNCell does gets the same draws from the same key. With
+    recurrent_weight_min = m it starts on [m, 1], the same draws stretched: m + (1 - m) * U."""
+    import flax.linen as nn
+
+    from memorax.networks.sequence_models import IndRNNCell
+
+    class FlaxUniform(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            nn.Dense(256, name="input_projection")(x)
+            return self.param("recurrent_weight", nn.initializers.uniform(1.0), (256,))
+
+    x, carry, key = jnp.zeros((1, 3)), jnp.zeros((1, 256)), jax.random.key(5)
+
+    def u(**kwargs):
+        params = IndRNNCell(features=256, **kwargs).init(key, carry, x)
+        return np.asarray(params["params"]["recurrent_weight"])
+
+    reference = np.asarray(FlaxUniform().init(key, x)["params"]["recurrent_weight"])
+    default, stretched = u(), u(recurrent_weight_min=0.9)
+    np.testing.assert_array_equal(default, reference)
+    np.testing.assert_allclose(stretched, 0.9 + 0.1 * default, rtol=1e-6)
+    assert stretched.min() >= 0.9 and stretched.max() <= 1.0
+
+
 def test_mgu_matches_its_equations():
     """MGUCell (flax's MGUCell, hoisted), as --torso mgu builds it:
     f = sigmoid(W_if x + b_if + W_hf h), n = tanh(W_in x + b_in + f * (W_hn h + b_hn)),

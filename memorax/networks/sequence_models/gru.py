@@ -24,16 +24,33 @@ def per_gate(init: nn.initializers.Initializer, gates: int) -> nn.initializers.I
     return init_fn
 
 
+def one_gate_bias(gates: int, gate: int, value: float) -> nn.initializers.Initializer:
+    """Initialise a [gates * H] bias at zero but for block ``gate``, which starts at ``value``."""
+
+    def init_fn(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        size = shape[0] // gates
+        return jnp.zeros(shape, dtype).at[gate * size : (gate + 1) * size].set(value)
+
+    return init_fn
+
+
 class FusedGRUCell(HoistedCell):
     """GRU with flax's equations:
 
     r = sigmoid(W_ir x + b_ir + W_hr h),  z = sigmoid(W_iz x + b_iz + W_hz h)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)),  h' = (1 - z) * n + z * h
+
+    Biases start at zero, as flax's do, but for b_iz at ``update_gate_bias``: the fraction of the
+    carry a step keeps starts near sigmoid(update_gate_bias), a half at flax's 0.
     """
+
+    update_gate_bias: float = 0.0
 
     def setup(self) -> None:
         self.input_projection = nn.Dense(
-            3 * self.features, kernel_init=per_gate(nn.initializers.lecun_normal(), 3)
+            3 * self.features,
+            kernel_init=per_gate(nn.initializers.lecun_normal(), 3),
+            bias_init=one_gate_bias(3, 1, self.update_gate_bias),
         )
         self.recurrent_projection = nn.Dense(
             3 * self.features,

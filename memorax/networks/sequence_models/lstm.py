@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from memorax.networks.sequence_models.base import HoistedCell
-from memorax.networks.sequence_models.gru import per_gate
+from memorax.networks.sequence_models.gru import one_gate_bias, per_gate
 
 LSTMCarry = tuple[jax.Array, jax.Array]  # (c, h), flax's order
 
@@ -25,7 +25,12 @@ class FusedLSTMCell(HoistedCell):
     i = sigmoid(W_ii x + W_hi h + b_hi),  f = sigmoid(W_if x + W_hf h + b_hf)
     g = tanh(W_ig x + W_hg h + b_hg),     o = sigmoid(W_io x + W_ho h + b_ho)
     c' = f * c + i * g,  h' = o * tanh(c')
+
+    Biases start at zero, as flax's do, but for b_hf at ``forget_gate_bias``: the fraction of c a
+    step keeps starts near sigmoid(forget_gate_bias), a half at flax's 0 (Keras starts it at 1).
     """
+
+    forget_gate_bias: float = 0.0
 
     def setup(self) -> None:
         self.input_projection = nn.Dense(
@@ -34,7 +39,9 @@ class FusedLSTMCell(HoistedCell):
             kernel_init=per_gate(nn.initializers.lecun_normal(), 4),
         )
         self.recurrent_projection = nn.Dense(
-            4 * self.features, kernel_init=per_gate(nn.initializers.orthogonal(), 4)
+            4 * self.features,
+            kernel_init=per_gate(nn.initializers.orthogonal(), 4),
+            bias_init=one_gate_bias(4, 1, self.forget_gate_bias),
         )
 
     def project(self, inputs: jax.Array) -> jax.Array:

@@ -50,14 +50,17 @@ class MGUCell(HoistedCell):
     f = sigmoid(W_if x + b_if + W_hf h),  n = tanh(W_in x + b_in + f * (W_hn h + b_hn))
     h' = (1 - f) * n + f * h
 
-    The forget gate's input bias starts at one, the other biases at zero, as flax's do.
+    The forget gate's input bias b_if starts at ``forget_gate_bias``, one as flax's does, the other
+    biases at zero: the fraction of the carry a step keeps starts near sigmoid(forget_gate_bias).
     """
+
+    forget_gate_bias: float = 1.0
 
     def setup(self) -> None:
         dense_i = partial(nn.Dense, self.features, kernel_init=INPUT_KERNEL_INIT)
         dense_h = partial(nn.Dense, self.features, kernel_init=RECURRENT_KERNEL_INIT)
         # flax names the input kernels "if" and "in", Python keywords: set by name.
-        setattr(self, "if", dense_i(bias_init=nn.initializers.ones))
+        setattr(self, "if", dense_i(bias_init=nn.initializers.constant(self.forget_gate_bias)))
         self.hf = dense_h(use_bias=False)
         self.hn = dense_h()
         setattr(self, "in", dense_i())
