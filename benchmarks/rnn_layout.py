@@ -15,6 +15,9 @@ ppo_rnn's minibatch at default flags (4 env sequences of 125 steps), its acting 
 one step), and the sequence-model benchmark's batch 32 at T = 1024. Time is the median of
 repeated runs after a compiling one, interleaved round by round; width 128, resets with
 probability 0.01. Results go to benchmarks/results/rnn_layout_<platform>.json and .md.
+
+``--seeds N`` vmaps each call over N independent sets of weights and inputs, as ppo_rnn vmaps its
+seeds (results to rnn_layout_<platform>_seeds<N>.json and .md); ``--shapes`` picks shapes.
 """
 
 import argparse
@@ -80,12 +83,16 @@ def layouts() -> dict[str, Callable[[], nn.Module]]:
     return built
 
 
-def compiled_call(model: nn.Module, batch: int, length: int, gradient: bool):
+def compiled_call(model: nn.Module, batch: int, length: int, gradient: bool, seeds: int = 1):
+    """The compiled call and its arguments; with ``seeds`` > 1 vmapped over that many sets of
+    weights and inputs (a leading axis on every argument)."""
+    lead = (seeds,) if seeds > 1 else ()
     x_key, reset_key, init_key = jax.random.split(jax.random.key(length), 3)
-    x = jax.random.normal(x_key, (batch, length, WIDTH))
-    reset = jax.random.bernoulli(reset_key, 0.01, (batch, length))
-    carry = model.cell.initialize_carry(jax.random.key(1), (batch, 1))
-    params = jax.jit(model.init)(init_key, x, reset, carry)
+    x = jax.random.normal(x_key, lead + (batch, length, WIDTH))
+    reset = jax.random.bernoulli(reset_key, 0.01, lead + (batch, length))
+    carry = model.cell.initialize_carry(jax.random.key(1), lead + (batch, 1))
+    init_keys = jax.random.split(init_key, seeds) if seeds > 1 else init_key
+    params = jax.jit(jax.vmap(model.init) if seeds > 1 else model.init)(init_keys, x, reset, carry)
 
     def loss(params, x, reset, carry):
         return jnp.mean(model.apply(params, x, reset, carry)[1] ** 2)
@@ -94,6 +101,7 @@ def compiled_call(model: nn.Module, batch: int, length: int, gradient: bool):
         return model.apply(params, x, reset, carry)
 
     fn = jax.value_and_grad(loss) if gradient else forward
+    fn = jax.vmap(fn) if seeds > 1 else fn
     compiled = jax.jit(fn).lower(params, x, reset, carry).compile()
     args = (params, x, reset, carry)
     jax.block_until_ready(compiled(*args))
@@ -103,11 +111,19 @@ def compiled_call(model: nn.Module, batch: int, length: int, gradient: bool):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=20, help="timed rounds per shape")
+    parser.add_argument("--seeds", type=int, default=1, help="sets of weights vmapped per call")
+    parser.add_argument(
+        "--shapes", nargs="+", choices=[s[0] for s in SHAPES], default=[s[0] for s in SHAPES]
+    )
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, not {args.seeds}")
+    shapes = tuple(s for s in SHAPES if s[0] in args.shapes)
+    suffix = f"_seeds{args.seeds}" if args.seeds > 1 else ""
     platform = jax.devices()[0].platform
     results: dict[str, dict[str, float]] = {}
-    for shape, batch, length, gradient in SHAPES:
-        calls = {name: compiled_call(build(), batch, length, gradient)
+    for shape, batch, length, gradient in shapes:
+        calls = {name: compiled_call(build(), batch, length, gradient, args.seeds)
                  for name, build in layouts().items()}  # fmt: skip
         inner = max(1, 2000 // (batch * length))  # calls per timing, so tiny ones are measurable
         times: dict[str, list[float]] = {name: [] for name in calls}
@@ -122,30 +138,34 @@ def main() -> None:
             print(f"{shape:>14} {name:>28}: {1e3 * seconds:9.3f} ms", flush=True)
 
     machine = machine_info() | {"platform_name": platform}
-    write_json(RESULTS / f"rnn_layout_{platform}.json",
-               {"machine": machine, "repeats": args.repeats, "width": WIDTH,
-                "shapes": {s: {"batch": b, "length": t, "gradient": g} for s, b, t, g in SHAPES},
+    write_json(RESULTS / f"rnn_layout_{platform}{suffix}.json",
+               {"machine": machine, "repeats": args.repeats, "width": WIDTH, "seeds": args.seeds,
+                "shapes": {s: {"batch": b, "length": t, "gradient": g} for s, b, t, g in shapes},
                 "median_seconds": results})  # fmt: skip
     names = list(layouts())
+    command = f"python benchmarks/rnn_layout.py --repeats {args.repeats}"
+    vmapped = ""
+    if args.seeds > 1:
+        command += f" --seeds {args.seeds} --shapes " + " ".join(f"'{s[0]}'" for s in shapes)
+        vmapped = f" vmapped over {args.seeds} sets of weights and inputs, as ppo_rnn vmaps seeds"
     lines = [
         f"# RNN input projection: in the loop or hoisted ({platform})",
         "",
-        f"`python benchmarks/rnn_layout.py --repeats {args.repeats}`: median ms of the compiled "
-        "call (loss and gradient; the acting step forward only), width 128, and in brackets the "
-        "time over the hoisted layout of the same cell (`RNN`'s, what --torso gru, lstm, elman "
-        "and mgu run).",
+        f"`{command}`: median ms of the compiled call (loss and gradient; the acting step "
+        f"forward only){vmapped}, width 128, and in brackets the time over the hoisted layout of "
+        "the same cell (`RNN`'s, what --torso gru, lstm, elman and mgu run).",
         "",
-        "| layout | " + " | ".join(f"{s} (B={b}, T={t})" for s, b, t, _ in SHAPES) + " |",
-        "|---|" + "---:|" * len(SHAPES),
+        "| layout | " + " | ".join(f"{s} (B={b}, T={t})" for s, b, t, _ in shapes) + " |",
+        "|---|" + "---:|" * len(shapes),
     ]
     for name in names:
         reference = f"{name.split()[0]} hoisted"
         cells = [f"{1e3 * results[s][name]:.3f} ({results[s][name] / results[s][reference]:.2f}x)"
-                 for s, *_ in SHAPES]  # fmt: skip
+                 for s, *_ in shapes]  # fmt: skip
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", f"Machine: {machine['cpu']} x{machine['cpu_count']}, jax {machine['jax']}, "
               f"{machine['date']}."]  # fmt: skip
-    atomic_write(RESULTS / f"rnn_layout_{platform}.md", ("\n".join(lines) + "\n").encode())
+    atomic_write(RESULTS / f"rnn_layout_{platform}{suffix}.md", ("\n".join(lines) + "\n").encode())
 
 
 if __name__ == "__main__":
