@@ -22,6 +22,9 @@ EMPTY = -1e30  # the stabiliser of an empty memory
 XLSTM_TORSOS = {
     "mlstm_layer": contract.Compiled(MLSTMLayer(features=8, num_heads=2, chunk_size=5)),
     "mlstm_2_layers": contract.Compiled(make_torso("mlstm", 8, num_layers=2)),
+    "mlstm_conv_layer": contract.Compiled(
+        MLSTMLayer(features=8, num_heads=2, chunk_size=5, conv_kernel=3)
+    ),
     "slstm_layer": contract.Compiled(SLSTMLayer(features=8, num_heads=2)),
     "slstm_2_layers": contract.Compiled(make_torso("slstm", 8, num_layers=2)),
 }
@@ -47,7 +50,10 @@ def _mlstm_reference(p, x, reset, carry, num_heads, forget_gate, stabilised=True
     kernel, bias = p["projection"]["kernel"], p["projection"]["bias"]
     width = p["out_proj"]["kernel"].shape[0]
     dim = width // num_heads
-    memory, normaliser, stabiliser = _numpy(carry)
+    convolved = "conv_weight" in p  # the xLSTM block's convolution: q and k read its output
+    memory, normaliser, stabiliser = _numpy(carry[:3])
+    if convolved:
+        window = list(np.moveaxis(_numpy(carry[3]), 1, 0))  # the K - 1 inputs u before step 0
     if not stabilised:
         memory = np.exp(stabiliser)[..., None, None] * memory
         normaliser = np.exp(stabiliser)[..., None] * normaliser
@@ -58,11 +64,21 @@ def _mlstm_reference(p, x, reset, carry, num_heads, forget_gate, stabilised=True
         normaliser = np.where(start[:, None, None], 0.0, normaliser)
         stabiliser = np.where(start[:, None], EMPTY, stabiliser)
         projected = x[:, t] @ kernel + bias
-        q, k, v, o = (projected[:, g * width : (g + 1) * width] for g in range(4))
+        vectors = [projected[:, g * width : (g + 1) * width] for g in range(4 - 2 * convolved)]
+        if convolved:  # u_t = W_u x_t + b_u; conv_t = sum_k w_k u_{t-K+1+k} within the episode
+            window = [np.where(start[:, None], 0.0, u) for u in window]
+            window.append(x[:, t] @ p["conv_input"]["kernel"] + p["conv_input"]["bias"])
+            conv = sum(w * u for w, u in zip(p["conv_weight"], window, strict=True))
+            conv = conv + p["conv_bias"]
+            window = window[1:]
+            query_key = (conv * _sigmoid(conv)) @ p["query_key"]["kernel"] + p["query_key"]["bias"]
+            vectors = [query_key[:, :width], query_key[:, width:], *vectors]
+        q, k, v, o = vectors
         q, k, v = (a.reshape(-1, num_heads, dim) for a in (q, k, v))
         k = k / np.sqrt(dim)  # (23)
-        log_i = projected[:, 4 * width : 4 * width + num_heads]  # (25): log i = i~
-        log_f = _log_forget(projected[:, 4 * width + num_heads :], forget_gate)  # (26)
+        gates = (4 - 2 * convolved) * width
+        log_i = projected[:, gates : gates + num_heads]  # (25): log i = i~
+        log_f = _log_forget(projected[:, gates + num_heads :], forget_gate)  # (26)
         if stabilised:
             new_stabiliser = np.maximum(log_f + stabiliser, log_i)
             forget_scale = np.exp(log_f + stabiliser - new_stabiliser)
@@ -78,7 +94,10 @@ def _mlstm_reference(p, x, reset, carry, num_heads, forget_gate, stabilised=True
         dot = np.einsum("bhk,bhk->bh", normaliser, q)
         h = _sigmoid(o) * (read / np.maximum(np.abs(dot), floor)[..., None]).reshape(-1, width)
         outputs.append(h @ p["out_proj"]["kernel"] + p["out_proj"]["bias"])  # (21), (27)
-    return np.stack(outputs, axis=1), (memory, normaliser, stabiliser)
+    final = (memory, normaliser, stabiliser)
+    if convolved:
+        final += (np.stack(window, axis=1),)
+    return np.stack(outputs, axis=1), final
 
 
 def _slstm_reference(p, x, reset, carry, forget_gate, stabilised=True):
@@ -123,17 +142,24 @@ def _reference_inputs():
     return contract.inputs(jax.random.key(21), 4, 12, FEATURES), reset
 
 
-@pytest.mark.parametrize("forget_gate", ["sigmoid", "exponential"])
-def test_mlstm_matches_the_paper(forget_gate):
+@pytest.mark.parametrize(
+    ("forget_gate", "conv_kernel"), [("sigmoid", 0), ("exponential", 0), ("sigmoid", 3)]
+)
+def test_mlstm_matches_the_paper(forget_gate, conv_kernel):
     """From a warm carry, with resets at a chunk's first step, inside chunks, consecutive and on
     the last step: the chunked form in chunks of 1 (the acting path), 5 (the last padded) and 64
     (one chunk) equals the stabilised float64 loop, outputs and (C', n', m); and that loop equals
-    the paper's unstabilised equations."""
+    the paper's unstabilised equations. With the xLSTM block's convolution (conv_kernel 3: q and
+    k read SiLU(conv(W_u x))) the loop keeps its own window of inputs, cleared at a reset, and the
+    layer's carried window must equal it."""
     x, reset = _reference_inputs()
-    layer = MLSTMLayer(features=8, num_heads=2, chunk_size=5, forget_gate=forget_gate)
+    layer = MLSTMLayer(
+        features=8, num_heads=2, chunk_size=5, forget_gate=forget_gate, conv_kernel=conv_kernel
+    )
     params = contract.init_params(layer, x, reset)
     carry = contract.warm_carry(layer, params, 4, FEATURES)
-    assert float(jnp.min(jnp.abs(carry[0]))) > 0.0  # a memory that a missed reset would leak
+    # A memory (and a window) that a missed reset would leak.
+    assert all(float(jnp.min(jnp.abs(part))) > 0.0 for part in carry[:1] + carry[3:])
     p = _numpy(params["params"])
     expected, expected_carry = _mlstm_reference(p, x, reset, carry, 2, forget_gate)
     unstabilised, _ = _mlstm_reference(p, x, reset, carry, 2, forget_gate, stabilised=False)
@@ -145,7 +171,7 @@ def test_mlstm_matches_the_paper(forget_gate):
     # leaked carry differs by about the outputs' size (up to 6.5), far beyond either allowance.
     atol = 2e-5 if forget_gate == "exponential" else 1e-5
     for chunk_size in [1, 5, 64]:
-        layer = MLSTMLayer(features=8, num_heads=2, chunk_size=chunk_size, forget_gate=forget_gate)
+        layer = layer.clone(chunk_size=chunk_size)
         actual_carry, y = jax.jit(layer.apply)(params, x, reset, carry)
         np.testing.assert_allclose(y, expected, rtol=1e-5, atol=atol, err_msg=f"{chunk_size}")
         for actual, wanted in zip(actual_carry, expected_carry, strict=True):

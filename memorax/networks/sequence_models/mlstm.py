@@ -33,15 +33,19 @@ rescaled to m_i. A reset at step r drops every term from before r (the chunk's i
 included) from r on. This is the recurrence above as one function: the contract checks one call
 over T steps against T one-step calls, and tests/test_xlstm.py both against a float64 loop.
 
-Deviations from the paper: the layer is the cell with full (not head-wise) q, k, v projections
-and an output projection, stacked with the library's residual pre-norm blocks; the paper's
-block (up-projection, causal convolution, learnable skip, GroupNorm, gated down-projection) is
-left out. The floor exp(-m_t) is capped at exp(80) (float32 overflows at exp(88.7), and its
-gradient would be inf * 0): this changes h only where i~_t < -80, by less than 1e-34 |C'_t q_t|.
-With exponential forget gates m_t grows with the sum of the positive f~ of the episode, and
-float32 holds m, and so the scale of C' and n', to about 1e-7 times that sum. Sigmoid forget
-gates (the default, as in the paper's code) keep m_t between the smallest and the largest log i
-of the episode.
+Deviations from the paper: the layer is the cell with full (not head-wise) q, k, v projections and
+an output projection, stacked with the library's residual pre-norm blocks; the paper's block
+(up-projection, learnable skip, GroupNorm, gated down-projection) is left out. Its causal
+convolution is an option (``conv_kernel``, 0 by default; the paper's block uses 4): q and k are then
+read from SiLU(causal depthwise conv(W_u x_t + b_u)), as the block reads them from its convolved
+up-projection, so each key sees the last few inputs, not x_t alone; v and the gates stay on x_t. The
+convolution is Mamba's (``mamba.causal_conv``: no input from an earlier episode) and its last
+(kernel - 1) inputs join the carry. The floor exp(-m_t) is capped at exp(80) (float32 overflows at
+exp(88.7), and its gradient would be inf * 0): this changes h only where i~_t < -80, by less than
+1e-34 |C'_t q_t|. With exponential forget gates m_t grows with the sum of the positive f~ of the
+episode, and float32 holds m, and so the scale of C' and n', to about 1e-7 times that sum. Sigmoid
+forget gates (the default, as in the paper's code) keep m_t between the least and the greatest
+log i of the episode.
 """
 
 from typing import Literal
@@ -53,6 +57,7 @@ import numpy as np
 
 from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
+from memorax.networks.sequence_models.mamba import causal_conv
 from memorax.networks.sequence_models.mamba2 import segment_sums
 from memorax.networks.sequence_models.memoroid import MemoroidTorso
 
@@ -154,12 +159,14 @@ def chunked_mlstm(
 
 class MLSTMLayer(SequenceModel):
     """An mLSTM layer: x: [B, T, F] -> y: [B, T, features], in ``num_heads`` heads of
-    ``features / num_heads``. The carry is (C' [B, H, d, d], n' [B, H, d], m [B, H])."""
+    ``features / num_heads``. The carry is (C' [B, H, d, d], n' [B, H, d], m [B, H]), followed
+    by the convolution's window [B, conv_kernel - 1, features] when ``conv_kernel`` > 0."""
 
     features: int
     num_heads: int = 4
     chunk_size: int = 64
     forget_gate: ForgetGate = "sigmoid"
+    conv_kernel: int = 0  # 0: q and k from x_t (the cell); 4: the xLSTM block's convolution
 
     @property
     def head_dim(self) -> int:
@@ -172,34 +179,61 @@ class MLSTMLayer(SequenceModel):
             )
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size ({self.chunk_size}) must be at least 1")
+        if self.conv_kernel < 0:
+            raise ValueError(f"conv_kernel ({self.conv_kernel}) must be 0 (none) or more")
         log_forget_gate(jnp.zeros(()), self.forget_gate)  # refuses an unknown gate
         width, heads = self.features, self.num_heads
+        gates_at = self.direct_vectors * width + heads  # where f~ starts in the projection
 
         def bias_init(key: jax.Array, shape: tuple[int], dtype=jnp.float32) -> jax.Array:
             # Forget gates start at sigmoid(3) ... sigmoid(6) across heads (the paper's code).
-            return (
-                jnp.zeros(shape, dtype).at[4 * width + heads :].set(jnp.linspace(3.0, 6.0, heads))
-            )
+            return jnp.zeros(shape, dtype).at[gates_at:].set(jnp.linspace(3.0, 6.0, heads))
 
-        # q, k, v, the output gate (F each), then i~ and f~ (H each).
-        self.projection = nn.Dense(4 * width + 2 * heads, bias_init=bias_init)
+        # q, k (unless convolved), v, the output gate (F each), then i~ and f~ (H each).
+        self.projection = nn.Dense(self.direct_vectors * width + 2 * heads, bias_init=bias_init)
         self.out_proj = nn.Dense(width)
+        if self.conv_kernel:
+            bound = 1.0 / np.sqrt(self.conv_kernel)  # Mamba's (and torch Conv1d's) init
+
+            def conv_init(key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
+                return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+            self.conv_input = nn.Dense(width)  # W_u, b_u
+            self.conv_weight = self.param("conv_weight", conv_init, (self.conv_kernel, width))
+            self.conv_bias = self.param("conv_bias", nn.initializers.zeros, (width,))
+            self.query_key = nn.Dense(2 * width)  # q, k from the convolved inputs
+
+    @property
+    def direct_vectors(self) -> int:
+        """How many F-wide vectors the projection of x_t holds: q, k, v, o, or v, o."""
+        return 2 if self.conv_kernel else 4
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int) -> Carry:
         heads, dim = self.num_heads, self.features // self.num_heads
-        return (
+        carry = (
             jnp.zeros((batch_size, heads, dim, dim)),
             jnp.zeros((batch_size, heads, dim)),
             jnp.full((batch_size, heads), EMPTY_STABILISER),
         )
+        if self.conv_kernel:
+            carry += (jnp.zeros((batch_size, self.conv_kernel - 1, self.features)),)
+        return carry
 
     def __call__(self, x: jax.Array, reset: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
         batch, length = reset.shape
         width, heads = self.features, self.num_heads
-        query, key, value, output_gate, log_input, forget = jnp.split(
-            self.projection(x), np.cumsum([width] * 4 + [heads]), axis=-1
+        *vectors, log_input, forget = jnp.split(
+            self.projection(x), np.cumsum([width] * self.direct_vectors + [heads]), axis=-1
         )
+        window = ()
+        if self.conv_kernel:
+            convolved, next_window = causal_conv(
+                self.conv_input(x), reset, carry[3], self.conv_weight, self.conv_bias
+            )
+            vectors = [*jnp.split(self.query_key(nn.silu(convolved)), 2, axis=-1), *vectors]
+            carry, window = carry[:3], (next_window,)
+        query, key, value, output_gate = vectors
         query, key, value = (
             a.reshape(batch, length, heads, self.head_dim) for a in (query, key, value)
         )
@@ -214,7 +248,7 @@ class MLSTMLayer(SequenceModel):
             self.chunk_size,
         )
         h = nn.sigmoid(output_gate) * h.reshape(batch, length, width)
-        return carry, self.out_proj(h)
+        return carry + window, self.out_proj(h)
 
 
 class MLSTM(MemoroidTorso):
@@ -227,12 +261,16 @@ class MLSTM(MemoroidTorso):
 
     num_heads: int = 4
     chunk_size: int = 64
+    conv_kernel: int = 0  # see MLSTMLayer
 
     @nn.nowrap
     def make_stack(self) -> Stack:
         layers = [
             MLSTMLayer(
-                features=self.hidden_dim, num_heads=self.num_heads, chunk_size=self.chunk_size
+                features=self.hidden_dim,
+                num_heads=self.num_heads,
+                chunk_size=self.chunk_size,
+                conv_kernel=self.conv_kernel,
             )
             for _ in range(self.num_layers)
         ]

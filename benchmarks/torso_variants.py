@@ -1,0 +1,63 @@
+"""Diagnostics for the POPGym table: run any script with the torsos that make_torso builds changed
+in one respect, so that a table row can be compared with and without it, nothing else changed.
+
+    python benchmarks/torso_variants.py --mlstm-conv 4 algorithms/ppo_rnn.py \\
+        --env-id RepeatPreviousEasy --torso mlstm --num-seeds 4 --total-timesteps 500000 \\
+        --use-prev-action --use-reset-flag
+    python benchmarks/torso_variants.py --mlstm-conv 4 benchmarks/ffm_frequencies.py probe \\
+        --torsos mlstm
+    python benchmarks/torso_variants.py --residual-cells algorithms/ppo_rnn.py \\
+        --env-id BattleshipEasy --torso gru ...
+
+--mlstm-conv K gives every mLSTM layer the xLSTM block's causal convolution of width K before
+its query and key (MLSTM.conv_kernel; `--torso mlstm` has none). --residual-cells puts each layer
+of a recurrent cell (gru, lstm, mgu, elman, indrnn), which --torso stacks as plain layers, in the
+pre-norm residual block the parallel models stack with (x + layer(LayerNorm(x))). The script after
+the options runs as its own `__main__` with its flags. Findings:
+benchmarks/results/popgym/mlstm_repeat_previous_easy.md and cell_memory_init.md.
+"""
+
+import argparse
+import functools
+import runpy
+import sys
+
+from memorax.networks import sequence_models, torsos
+
+
+def residual_cells(make_torso):
+    """make_torso with each recurrent cell layer in a pre-norm residual block."""
+
+    @functools.wraps(make_torso)
+    def make(name: str, hidden_size: int, num_layers: int = 1, *args, **kwargs):
+        if name not in torsos.RECURRENT_CELLS:
+            return make_torso(name, hidden_size, num_layers, *args, **kwargs)
+        from memorax.networks.blocks import PreNorm, Residual, Stack
+
+        cell = torsos.RECURRENT_CELLS[name]
+        layers = [
+            Residual(PreNorm(sequence_models.RNN(cell(features=hidden_size))))
+            for _ in range(num_layers)
+        ]
+        return Stack(blocks=layers)
+
+    return make
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mlstm-conv", type=int, default=0, metavar="K", help="conv width (K>=0)")
+    parser.add_argument("--residual-cells", action="store_true")
+    parser.add_argument("script", help="the script to run, e.g. algorithms/ppo_rnn.py")
+    parser.add_argument("flags", nargs=argparse.REMAINDER, help="the script's own flags")
+    args = parser.parse_args()
+    if args.mlstm_conv < 0:
+        parser.error(f"--mlstm-conv takes a width of 0 (none) or more, not {args.mlstm_conv}")
+    # make_torso imports MLSTM from memorax.networks.sequence_models when it builds --torso mlstm.
+    sequence_models.MLSTM = functools.partial(sequence_models.MLSTM, conv_kernel=args.mlstm_conv)
+    if args.residual_cells:
+        # The scripts import make_torso from memorax.networks.torsos when they run.
+        torsos.make_torso = residual_cells(torsos.make_torso)
+    print(f"mlstm conv_kernel={args.mlstm_conv}, residual cells: {args.residual_cells}", flush=True)
+    sys.argv = [args.script, *args.flags]
+    runpy.run_path(args.script, run_name="__main__")
