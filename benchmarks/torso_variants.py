@@ -12,7 +12,8 @@ in one respect, so that a table row can be compared with and without it, nothing
 --mlstm-conv K gives every mLSTM layer the xLSTM block's causal convolution of width K before
 its query and key (MLSTM.conv_kernel; `--torso mlstm` has none). --residual-cells puts each layer
 of a recurrent cell (gru, lstm, mgu, elman, indrnn), which --torso stacks as plain layers, in the
-pre-norm residual block the parallel models stack with (x + layer(LayerNorm(x))). The script after
+pre-norm residual block the parallel models stack with (x + layer(LayerNorm(x))), after a linear
+projection of the input to the layers' width (as MemoroidTorso projects it). The script after
 the options runs as its own `__main__` with its flags. Findings:
 benchmarks/results/popgym/mlstm_repeat_previous_easy.md and cell_memory_init.md.
 """
@@ -21,6 +22,8 @@ import argparse
 import functools
 import runpy
 import sys
+
+import flax.linen as nn
 
 from memorax.networks import sequence_models, torsos
 
@@ -35,7 +38,9 @@ def residual_cells(make_torso):
         from memorax.networks.blocks import PreNorm, Residual, Stack
 
         cell = torsos.RECURRENT_CELLS[name]
-        layers = [
+        # The input projected to the layers' width first, as MemoroidTorso does.
+        layers: list[nn.Module] = [nn.Dense(hidden_size)]
+        layers += [
             Residual(PreNorm(sequence_models.RNN(cell(features=hidden_size))))
             for _ in range(num_layers)
         ]
