@@ -29,6 +29,14 @@ from memorax.networks.sequence_models.memoroid import (
 )
 
 
+def symmetric_uniform(bound: float):
+    """An initializer uniform on [-bound, bound]; 1 / sqrt(kernel) is torch's Conv1d default and
+    the conv weights' start in Mamba, Mamba-2 and the mLSTM's optional convolution."""
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+        key, shape, dtype, -bound, bound
+    )
+
+
 def causal_conv(
     u: jax.Array, reset: jax.Array, window: jax.Array, weight: jax.Array, bias: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -165,11 +173,6 @@ class MambaCell(LinearRecurrenceCell):
             log_dt = jax.random.uniform(key, shape, dtype, np.log(self.dt_min), np.log(self.dt_max))
             dt = jnp.exp(log_dt)
             return dt + jnp.log(-jnp.expm1(-dt))
-
-        def symmetric_uniform(bound: float):
-            return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-                key, shape, dtype, -bound, bound
-            )
 
         self.in_proj = nn.Dense(2 * self.channels)
         self.conv_weight = self.param(

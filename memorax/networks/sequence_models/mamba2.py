@@ -31,7 +31,7 @@ import numpy as np
 
 from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
-from memorax.networks.sequence_models.mamba import causal_conv
+from memorax.networks.sequence_models.mamba import causal_conv, symmetric_uniform
 from memorax.networks.sequence_models.memoroid import MemoroidTorso
 
 
@@ -143,13 +143,11 @@ class Mamba2Layer(SequenceModel):
             dt = jnp.exp(log_dt)
             return dt + jnp.log(-jnp.expm1(-dt))
 
-        def conv_init(key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
-            bound = 1.0 / np.sqrt(self.conv_kernel)
-            return jax.random.uniform(key, shape, dtype, -bound, bound)
-
         self.in_proj = nn.Dense(self.channels + self.conv_channels + self.num_heads, use_bias=False)
         self.conv_weight = self.param(
-            "conv_weight", conv_init, (self.conv_kernel, self.conv_channels)
+            "conv_weight",
+            symmetric_uniform(1.0 / np.sqrt(self.conv_kernel)),
+            (self.conv_kernel, self.conv_channels),
         )
         self.conv_bias = self.param("conv_bias", nn.initializers.zeros, (self.conv_channels,))
         self.dt_bias = self.param("dt_bias", dt_bias_init, (self.num_heads,))

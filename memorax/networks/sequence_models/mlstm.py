@@ -57,7 +57,7 @@ import numpy as np
 
 from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
-from memorax.networks.sequence_models.mamba import causal_conv
+from memorax.networks.sequence_models.mamba import causal_conv, symmetric_uniform
 from memorax.networks.sequence_models.mamba2 import segment_sums
 from memorax.networks.sequence_models.memoroid import MemoroidTorso
 
@@ -193,13 +193,12 @@ class MLSTMLayer(SequenceModel):
         self.projection = nn.Dense(self.direct_vectors * width + 2 * heads, bias_init=bias_init)
         self.out_proj = nn.Dense(width)
         if self.conv_kernel:
-            bound = 1.0 / np.sqrt(self.conv_kernel)  # Mamba's (and torch Conv1d's) init
-
-            def conv_init(key: jax.Array, shape: tuple[int, int], dtype=jnp.float32) -> jax.Array:
-                return jax.random.uniform(key, shape, dtype, -bound, bound)
-
             self.conv_input = nn.Dense(width)  # W_u, b_u
-            self.conv_weight = self.param("conv_weight", conv_init, (self.conv_kernel, width))
+            self.conv_weight = self.param(
+                "conv_weight",
+                symmetric_uniform(1.0 / np.sqrt(self.conv_kernel)),  # Mamba's start
+                (self.conv_kernel, width),
+            )
             self.conv_bias = self.param("conv_bias", nn.initializers.zeros, (width,))
             self.query_key = nn.Dense(2 * width)  # q, k from the convolved inputs
 
