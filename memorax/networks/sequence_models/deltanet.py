@@ -53,10 +53,10 @@ from typing import Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
+from memorax.networks.sequence_models.mamba import softplus_log_uniform
 from memorax.networks.sequence_models.mamba2 import segment_sums
 from memorax.networks.sequence_models.memoroid import MemoroidTorso
 
@@ -218,14 +218,10 @@ class GatedDeltaNetLayer(DeltaNetLayer):
     def setup(self) -> None:
         super().setup()
 
-        def dt_bias_init(key: jax.Array, shape: tuple[int], dtype=jnp.float32) -> jax.Array:
-            dt = jnp.exp(
-                jax.random.uniform(key, shape, dtype, np.log(self.dt_min), np.log(self.dt_max))
-            )
-            return dt + jnp.log(-jnp.expm1(-dt))  # the inverse of softplus
-
         self.decay_proj = nn.Dense(self.num_heads, use_bias=False)
-        self.dt_bias = self.param("dt_bias", dt_bias_init, (self.num_heads,))
+        self.dt_bias = self.param(
+            "dt_bias", softplus_log_uniform(self.dt_min, self.dt_max), (self.num_heads,)
+        )
         self.A_log = self.param(
             "A_log",
             lambda key, shape: jnp.log(jax.random.uniform(key, shape, minval=1.0, maxval=16.0)),

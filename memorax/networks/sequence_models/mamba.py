@@ -37,6 +37,17 @@ def symmetric_uniform(bound: float):
     )
 
 
+def softplus_log_uniform(low: float, high: float):
+    """An initializer whose softplus is log-uniform in [low, high] (the inverse softplus of a
+    log-uniform draw): the step-size bias dt of Mamba, Mamba-2 and Gated DeltaNet's decay."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        dt = jnp.exp(jax.random.uniform(key, shape, dtype, np.log(low), np.log(high)))
+        return dt + jnp.log(-jnp.expm1(-dt))
+
+    return init
+
+
 def causal_conv(
     u: jax.Array, reset: jax.Array, window: jax.Array, weight: jax.Array, bias: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
@@ -168,12 +179,6 @@ class MambaCell(LinearRecurrenceCell):
         return self.dt_rank or math.ceil(self.features / 16)
 
     def setup(self) -> None:
-        def dt_bias_init(key: jax.Array, shape: tuple[int], dtype=jnp.float32) -> jax.Array:
-            # softplus(bias) starts log-uniform in [dt_min, dt_max]: the inverse softplus of it.
-            log_dt = jax.random.uniform(key, shape, dtype, np.log(self.dt_min), np.log(self.dt_max))
-            dt = jnp.exp(log_dt)
-            return dt + jnp.log(-jnp.expm1(-dt))
-
         self.in_proj = nn.Dense(2 * self.channels)
         self.conv_weight = self.param(
             "conv_weight",
@@ -185,7 +190,7 @@ class MambaCell(LinearRecurrenceCell):
         self.dt_proj = nn.Dense(
             self.channels,
             kernel_init=symmetric_uniform(1.0 / np.sqrt(self.rank)),
-            bias_init=dt_bias_init,
+            bias_init=softplus_log_uniform(self.dt_min, self.dt_max),
         )
         self.A_log = self.param(
             "A_log",

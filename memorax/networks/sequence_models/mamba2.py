@@ -31,7 +31,11 @@ import numpy as np
 
 from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
-from memorax.networks.sequence_models.mamba import causal_conv, symmetric_uniform
+from memorax.networks.sequence_models.mamba import (
+    causal_conv,
+    softplus_log_uniform,
+    symmetric_uniform,
+)
 from memorax.networks.sequence_models.memoroid import MemoroidTorso
 
 
@@ -137,12 +141,6 @@ class Mamba2Layer(SequenceModel):
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size ({self.chunk_size}) must be at least 1")
 
-        def dt_bias_init(key: jax.Array, shape: tuple[int], dtype=jnp.float32) -> jax.Array:
-            # softplus(bias) starts log-uniform in [dt_min, dt_max]: the inverse softplus of it.
-            log_dt = jax.random.uniform(key, shape, dtype, np.log(self.dt_min), np.log(self.dt_max))
-            dt = jnp.exp(log_dt)
-            return dt + jnp.log(-jnp.expm1(-dt))
-
         self.in_proj = nn.Dense(self.channels + self.conv_channels + self.num_heads, use_bias=False)
         self.conv_weight = self.param(
             "conv_weight",
@@ -150,7 +148,9 @@ class Mamba2Layer(SequenceModel):
             (self.conv_kernel, self.conv_channels),
         )
         self.conv_bias = self.param("conv_bias", nn.initializers.zeros, (self.conv_channels,))
-        self.dt_bias = self.param("dt_bias", dt_bias_init, (self.num_heads,))
+        self.dt_bias = self.param(
+            "dt_bias", softplus_log_uniform(self.dt_min, self.dt_max), (self.num_heads,)
+        )
         self.A_log = self.param(
             "A_log",
             lambda key, shape: jnp.log(jax.random.uniform(key, shape, minval=1.0, maxval=16.0)),
