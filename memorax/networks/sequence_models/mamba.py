@@ -48,6 +48,14 @@ def softplus_log_uniform(low: float, high: float):
     return init
 
 
+def log_uniform(low: float, high: float):
+    """An initializer whose exp is uniform on [low, high]: A_log of Mamba-2 and Gated DeltaNet,
+    so that the decay rates A = -exp(A_log) start spread over -low ... -high, one per head."""
+    return lambda key, shape, dtype=jnp.float32: jnp.log(
+        jax.random.uniform(key, shape, dtype, low, high)
+    )
+
+
 def causal_conv(
     u: jax.Array, reset: jax.Array, window: jax.Array, weight: jax.Array, bias: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
