@@ -56,7 +56,7 @@ import jax.numpy as jnp
 
 from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
-from memorax.networks.sequence_models.mamba import log_uniform, softplus_log_uniform
+from memorax.networks.sequence_models.mamba import log_of_uniform, softplus_log_uniform
 from memorax.networks.sequence_models.mamba2 import segment_sums
 from memorax.networks.sequence_models.memoroid import MemoroidTorso
 
@@ -224,7 +224,7 @@ class GatedDeltaNetLayer(DeltaNetLayer):
         )
         self.A_log = self.param(
             "A_log",
-            log_uniform(1.0, 16.0),
+            log_of_uniform(1.0, 16.0),
             (self.num_heads,),
         )
         self.gate_proj = nn.Dense(self.features, use_bias=False)

@@ -48,7 +48,7 @@ def softplus_log_uniform(low: float, high: float):
     return init
 
 
-def log_uniform(low: float, high: float):
+def log_of_uniform(low: float, high: float):
     """An initializer whose exp is uniform on [low, high]: A_log of Mamba-2 and Gated DeltaNet,
     so that the decay rates A = -exp(A_log) start spread over -low ... -high, one per head."""
     return lambda key, shape, dtype=jnp.float32: jnp.log(

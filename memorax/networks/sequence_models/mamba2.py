@@ -33,7 +33,7 @@ from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
 from memorax.networks.sequence_models.mamba import (
     causal_conv,
-    log_uniform,
+    log_of_uniform,
     softplus_log_uniform,
     symmetric_uniform,
 )
@@ -154,7 +154,7 @@ class Mamba2Layer(SequenceModel):
         )
         self.A_log = self.param(
             "A_log",
-            log_uniform(1.0, 16.0),
+            log_of_uniform(1.0, 16.0),
             (self.num_heads,),
         )  # A = -1 ... -16, one rate per head as in the paper's code
         self.D = self.param("D", nn.initializers.ones, (self.num_heads,))
