@@ -6,18 +6,23 @@ in one respect, so that a table row can be compared with and without it, nothing
         --use-prev-action --use-reset-flag
     python benchmarks/torso_variants.py --mlstm-conv 4 benchmarks/ffm_frequencies.py probe \\
         --torsos mlstm
+    python benchmarks/torso_variants.py --deltanet-conv 4 benchmarks/ffm_frequencies.py probe \\
+        --torsos gated_deltanet
     python benchmarks/torso_variants.py --residual-cells algorithms/ppo_rnn.py \\
         --env-id BattleshipEasy --torso gru ...
 
 --mlstm-conv K gives every mLSTM layer the xLSTM block's causal convolution of width K before
-its query and key (MLSTM.conv_kernel; `--torso mlstm` has none). --residual-cells puts each layer
-of a recurrent cell (gru, lstm, mgu, elman, indrnn), which --torso stacks as plain layers, in the
-pre-norm residual block the parallel models stack with (x + layer(LayerNorm(x))), after a linear
-projection of the input to the layers' width (as MemoroidTorso projects it); --drop norm leaves
-the skip alone (x + layer(x)), --drop skip the LayerNorm alone (layer(LayerNorm(x))), and both
-the projection alone (plain layers after it). The script after
-the options runs as its own `__main__` with its flags. Findings:
-benchmarks/results/popgym/mlstm_repeat_previous_easy.md and cell_memory_init.md.
+its query and key (MLSTM.conv_kernel; `--torso mlstm` has none); --deltanet-conv K gives every
+DeltaNet and Gated DeltaNet layer the papers' short convolution of width K before q, k and v
+(DeltaNet.conv_kernel; `--torso deltanet` and `gated_deltanet` have none). --residual-cells puts
+each layer of a recurrent cell (gru, lstm, mgu, elman, indrnn), which --torso stacks as plain
+layers, in the pre-norm residual block the parallel models stack with (x + layer(LayerNorm(x))),
+after a linear projection of the input to the layers' width (as MemoroidTorso projects it); --drop
+norm leaves the skip alone (x + layer(x)), --drop skip the LayerNorm alone (layer(LayerNorm(x))),
+and both the projection alone (plain layers after it). The script after the options runs as its
+own `__main__` with its flags. Findings:
+benchmarks/results/popgym/mlstm_repeat_previous_easy.md, gated_deltanet_repeat_previous_easy.md
+and cell_memory_init.md.
 """
 
 import argparse
@@ -55,6 +60,9 @@ def residual_cells(make_torso, skip: bool = True, norm: bool = True):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mlstm-conv", type=int, default=0, metavar="K", help="conv width (K>=0)")
+    parser.add_argument(
+        "--deltanet-conv", type=int, default=0, metavar="K", help="conv width (K>=0)"
+    )
     parser.add_argument("--residual-cells", action="store_true")
     parser.add_argument(
         "--drop",
@@ -66,19 +74,25 @@ if __name__ == "__main__":
     parser.add_argument("script", help="the script to run, e.g. algorithms/ppo_rnn.py")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="the script's own flags")
     args = parser.parse_args()
-    if args.mlstm_conv < 0:
-        parser.error(f"--mlstm-conv takes a width of 0 (none) or more, not {args.mlstm_conv}")
+    for flag in ("mlstm_conv", "deltanet_conv"):
+        if getattr(args, flag) < 0:
+            name = "--" + flag.replace("_", "-")
+            parser.error(f"{name} takes a width of 0 (none) or more, not {getattr(args, flag)}")
     if args.drop and not args.residual_cells:
         parser.error("--drop leaves a part out of --residual-cells' block: add --residual-cells")
     # make_torso imports MLSTM from memorax.networks.sequence_models when it builds --torso mlstm.
     sequence_models.MLSTM = functools.partial(sequence_models.MLSTM, conv_kernel=args.mlstm_conv)
+    for name in ("DeltaNet", "GatedDeltaNet"):  # imported by make_torso in the same way
+        model = getattr(sequence_models, name)
+        setattr(sequence_models, name, functools.partial(model, conv_kernel=args.deltanet_conv))
     if args.residual_cells:
         # The scripts import make_torso from memorax.networks.torsos when they run.
         torsos.make_torso = residual_cells(
             torsos.make_torso, skip="skip" not in args.drop, norm="norm" not in args.drop
         )
     print(
-        f"mlstm conv_kernel={args.mlstm_conv}, residual cells: {args.residual_cells}"
+        f"mlstm conv_kernel={args.mlstm_conv}, deltanet conv_kernel={args.deltanet_conv}, "
+        f"residual cells: {args.residual_cells}"
         + (f" without {' or '.join(args.drop)}" if args.drop else ""),
         flush=True,
     )

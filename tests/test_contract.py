@@ -46,7 +46,11 @@ ENTRIES_OF_TORSO = {
     "mamba": ["mamba_cell", "mamba_chunked", "mamba_2_layers"],
     "mamba2": ["mamba2_layer", "mamba2_2_layers"],
     "deltanet": ["deltanet_layer", "deltanet_2_layers"],
-    "gated_deltanet": ["gated_deltanet_layer", "gated_deltanet_2_layers"],
+    "gated_deltanet": [
+        "gated_deltanet_layer",
+        "gated_deltanet_2_layers",
+        "gated_deltanet_conv_layer",
+    ],
     "mlstm": ["mlstm_layer", "mlstm_2_layers", "mlstm_conv_layer"],
     "slstm": ["slstm_layer", "slstm_2_layers"],
     "attention": ["window_5", "window_16", "gpt_stack"],

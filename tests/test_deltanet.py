@@ -1,7 +1,8 @@
 """DeltaNet and Gated DeltaNet: the chunked (UT transform) form and the scan against the papers'
 recurrence S_t = S_{t-1} alpha_t (I - beta_t k_t k_t^T) + beta_t v_t k_t^T stepped here in float64
-from the layers' raw parameters; the two modes' gradients; T = 2048 against T one-step calls;
-the --torso flags (the contract checks run in test_contract.py over DELTANET_TORSOS)."""
+from the layers' raw parameters, with and without the papers' short convolution; the two modes'
+gradients; T = 2048 against T one-step calls; the --torso flags (the contract checks run in
+test_contract.py over DELTANET_TORSOS)."""
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,10 @@ DELTANET_TORSOS = {
         GatedDeltaNetLayer(features=8, num_heads=2, chunk_size=5)
     ),
     "gated_deltanet_2_layers": contract.Compiled(make_torso("gated_deltanet", 8, num_layers=2)),
+    # The papers' short convolution (width 3 here, so that resets fall inside its window).
+    "gated_deltanet_conv_layer": contract.Compiled(
+        GatedDeltaNetLayer(features=8, num_heads=2, chunk_size=5, conv_kernel=3)
+    ),
 }
 
 
@@ -42,14 +47,20 @@ def _softplus(v: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, v)
 
 
-def _reference(params, x, reset, state, num_heads: int, gated: bool):
+def _reference(params, x, reset, carry, num_heads: int, gated: bool):
     """The papers' layer stepped one input at a time in float64: q, k = l2norm(SiLU(W x)),
     v = SiLU(W_v x), beta = sigmoid(W_beta x), alpha = exp(-exp(A_log) softplus(W_a x + dt_bias))
     (1 for DeltaNet), S = S alpha (I - beta k k^T) + beta v k^T, o = S q; read out
-    out_proj(o) or out_proj(RMSNorm_head(o) * SiLU(W_g x)). A reset zeroes S first."""
+    out_proj(o) or out_proj(RMSNorm_head(o) * SiLU(W_g x)). A reset zeroes S first. With the
+    short convolution, W x is replaced by sum_k w_k u_{t-K+1+k} over the projections u = W x of
+    the same episode (the carry's window holds the K - 1 before step 0)."""
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
     x, reset = np.asarray(x, np.float64), np.asarray(reset)
+    convolved = "conv_weight" in p
+    state, window = carry if convolved else (carry, None)
     state = np.array(state, np.float64)  # [B, H, V, K]
+    if convolved:
+        window = list(np.moveaxis(np.asarray(window, np.float64), 1, 0))  # K - 1 of [B, 3F]
     batch, length, _ = x.shape
     features = p["out_proj"]["kernel"].shape[0]
     head_dim = features // num_heads
@@ -57,7 +68,12 @@ def _reference(params, x, reset, state, num_heads: int, gated: bool):
     outputs = np.zeros((batch, length, features))
     for t in range(length):
         state[reset[:, t]] = 0.0
-        qkv = _silu(x[:, t] @ p["qkv_proj"]["kernel"]).reshape(batch, 3, num_heads, head_dim)
+        projected = x[:, t] @ p["qkv_proj"]["kernel"]
+        if convolved:  # inputs of an earlier episode leave the window
+            window = [np.where(reset[:, t, None], 0.0, u) for u in window] + [projected]
+            projected = sum(w * u for w, u in zip(p["conv_weight"], window, strict=True))
+            window = window[1:]
+        qkv = _silu(projected).reshape(batch, 3, num_heads, head_dim)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [B, H, D]
         q = q / np.sqrt(np.sum(q**2, axis=-1, keepdims=True) + 1e-6)
         k = k / np.sqrt(np.sum(k**2, axis=-1, keepdims=True) + 1e-6)
@@ -80,27 +96,37 @@ def _reference(params, x, reset, state, num_heads: int, gated: bool):
             outputs[:, t] = (o.reshape(batch, features) * gate) @ p["out_proj"]["kernel"]
         else:
             outputs[:, t] = o.reshape(batch, features) @ p["out_proj"]["kernel"]
+    if convolved:
+        return (state, np.stack(window, axis=1)), outputs
     return state, outputs
 
 
-@pytest.mark.parametrize("name", sorted(LAYERS))
-def test_matches_the_papers_recurrence(name):
+@pytest.mark.parametrize(
+    ("name", "conv_kernel"), [(n, 0) for n in sorted(LAYERS)] + [("gated_deltanet", 3)]
+)
+def test_matches_the_papers_recurrence(name, conv_kernel):
     """Resets at a chunk's first step, inside chunks, consecutive and on the last step, from a
-    warm carry: the scan and chunks that divide T, that do not, and that exceed it."""
-    reset = contract.reset_mask([[0, 5], [3, 4, 11], []], 12)
-    x = contract.inputs(jax.random.key(11), 3, 12, FEATURES)
-    model = DELTANET_TORSOS[f"{name}_layer"]
+    warm carry: the scan and chunks that divide T, that do not, and that exceed it; with the
+    convolution (width 3), resets 1 and 2 steps apart inside its window."""
+    reset = contract.reset_mask([[0, 5], [3, 4, 11], [], [6, 8]], 12)
+    x = contract.inputs(jax.random.key(11), 4, 12, FEATURES)
+    model = DELTANET_TORSOS[f"{name}_{'conv_' if conv_kernel else ''}layer"]
     params = contract.init_params(model, x, reset)
-    carry = contract.warm_carry(model, params, 3, FEATURES)
-    assert float(jnp.min(jnp.max(jnp.abs(carry), axis=(1, 2, 3)))) > 0.0  # a carry to leak
+    carry = contract.warm_carry(model, params, 4, FEATURES)
+    for leaf in jax.tree.leaves(carry):  # a carry to leak, in every row (S and the window)
+        assert float(jnp.min(jnp.max(jnp.abs(leaf), axis=tuple(range(1, leaf.ndim))))) > 0.0
     expected_carry, expected = _reference(
         params, x, reset, carry, num_heads=2, gated=name == "gated_deltanet"
     )
     for mode, chunk_size in [("chunked", 4), ("chunked", 5), ("chunked", 64), ("scan", 5)]:
-        layer = LAYERS[name](features=8, num_heads=2, chunk_size=chunk_size, mode=mode)
+        layer = LAYERS[name](
+            features=8, num_heads=2, chunk_size=chunk_size, mode=mode, conv_kernel=conv_kernel
+        )
         actual_carry, y = jax.jit(layer.apply)(params, x, reset, carry)
         np.testing.assert_allclose(y, expected, atol=1e-5, err_msg=f"{mode} {chunk_size}")
-        np.testing.assert_allclose(actual_carry, expected_carry, atol=1e-5)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), actual_carry, expected_carry
+        )
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
@@ -164,3 +190,6 @@ def test_torso_flag(name, torso):
     layer = LAYERS[name](features=30, num_heads=4)
     with pytest.raises(ValueError, match=r"^features \(30\) must be divisible by num_heads \(4\)"):
         jax.eval_shape(layer.init, jax.random.key(0), x, reset, layer.initialize_carry(2))
+    convolved = LAYERS[name](features=8, num_heads=2, conv_kernel=-1)
+    with pytest.raises(ValueError, match=r"^conv_kernel \(-1\) must be 0 \(none\) or more"):
+        jax.eval_shape(convolved.init, jax.random.key(0), x, reset, layer.initialize_carry(2))

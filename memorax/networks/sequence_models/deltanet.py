@@ -43,9 +43,16 @@ chunk. Half of the chunked time here is the triangular solve. Chunks of 16 were 
 on this CPU but double the sequential steps between chunks, which a GPU would pay for in
 kernel launches; at 32 the L x L work per step and head (~L K) matches the state work (K V).
 
-Where this differs from the papers' architecture: no short causal convolution before the
-feature map (the layer's carry is S alone), and the stack is the library's pre-norm residual
-layers with no feed-forward block between them (as ``Mamba2``).
+The papers' short causal convolution before the feature map is an option (``conv_kernel``, 0 by
+default; the papers use 4): q, k and v are then read from SiLU(causal depthwise conv(W x_t)) with
+no bias, each channel its own filter. The convolution is Mamba's (``mamba.causal_conv``: no input
+from an earlier episode) and the carry is then (S, the last K - 1 projected inputs). Without it q
+and k are functions of the current input alone, so a layer can find an earlier step only by its
+content and the decay; with it the key and value of step t - 1 also carry the inputs just before
+it, and a query at t that sees the same inputs can fetch the one 4 steps back (RepeatPrevious:
+benchmarks/results/popgym/gated_deltanet_repeat_previous_easy.md). Where this differs from the
+papers' architecture otherwise: the stack is the library's pre-norm residual layers with no
+feed-forward block between them (as ``Mamba2``).
 """
 
 from typing import Literal
@@ -53,10 +60,16 @@ from typing import Literal
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from memorax.networks.blocks.blocks import PreNorm, Residual, Stack
 from memorax.networks.sequence_models.base import Carry, SequenceModel
-from memorax.networks.sequence_models.mamba import log_of_uniform, softplus_log_uniform
+from memorax.networks.sequence_models.mamba import (
+    causal_conv,
+    log_of_uniform,
+    softplus_log_uniform,
+    symmetric_uniform,
+)
 from memorax.networks.sequence_models.mamba2 import segment_sums
 from memorax.networks.sequence_models.memoroid import MemoroidTorso
 
@@ -156,12 +169,14 @@ def chunked_delta_rule(query, key, value, beta, log_decay, reset, state, chunk_s
 
 class DeltaNetLayer(SequenceModel):
     """A DeltaNet layer: x: [B, T, F] -> y: [B, T, features], ``num_heads`` heads of
-    features / num_heads for keys and values. The carry is S: [B, H, V, K]."""
+    features / num_heads for keys and values. The carry is S: [B, H, V, K], and with
+    ``conv_kernel`` > 0 also the convolution's window [B, conv_kernel - 1, 3 features]."""
 
     features: int
     num_heads: int = 4
     chunk_size: int = 32
     mode: Mode = "chunked"
+    conv_kernel: int = 0  # 0: q, k, v from x_t alone; 4: the papers' short convolution
 
     @property
     def head_dim(self) -> int:
@@ -176,13 +191,24 @@ class DeltaNetLayer(SequenceModel):
             raise ValueError(f"chunk_size ({self.chunk_size}) must be at least 1")
         if self.mode not in ("chunked", "scan"):
             raise ValueError(f"mode ({self.mode!r}) must be 'chunked' or 'scan'")
+        if self.conv_kernel < 0:
+            raise ValueError(f"conv_kernel ({self.conv_kernel}) must be 0 (none) or more")
         self.qkv_proj = nn.Dense(3 * self.features, use_bias=False)
+        if self.conv_kernel:
+            self.conv_weight = self.param(
+                "conv_weight",
+                symmetric_uniform(1.0 / np.sqrt(self.conv_kernel)),  # Mamba's start
+                (self.conv_kernel, 3 * self.features),
+            )
         self.beta_proj = nn.Dense(self.num_heads, use_bias=False)
         self.out_proj = nn.Dense(self.features, use_bias=False)
 
     @nn.nowrap
     def initialize_carry(self, batch_size: int) -> Carry:
-        return jnp.zeros((batch_size, self.num_heads, self.head_dim, self.head_dim))
+        state = jnp.zeros((batch_size, self.num_heads, self.head_dim, self.head_dim))
+        if not self.conv_kernel:
+            return state
+        return state, jnp.zeros((batch_size, self.conv_kernel - 1, 3 * self.features))
 
     def log_decay(self, x: jax.Array) -> jax.Array | None:
         """log alpha_t: [B, T, H]; None for DeltaNet, which keeps the state whole (alpha = 1)."""
@@ -194,17 +220,19 @@ class DeltaNetLayer(SequenceModel):
 
     def __call__(self, x: jax.Array, reset: jax.Array, carry: Carry) -> tuple[Carry, jax.Array]:
         heads = x.shape[:2] + (self.num_heads, self.head_dim)
-        query, key, value = (
-            a.reshape(heads) for a in jnp.split(nn.silu(self.qkv_proj(x)), 3, axis=-1)
-        )
+        projected, state = self.qkv_proj(x), carry
+        if self.conv_kernel:
+            state, window = carry
+            projected, window = causal_conv(projected, reset, window, self.conv_weight, 0.0)
+        query, key, value = (a.reshape(heads) for a in jnp.split(nn.silu(projected), 3, axis=-1))
         query, key = l2_normalize(query), l2_normalize(key)
         beta = nn.sigmoid(self.beta_proj(x))  # [B, T, H]
         sequences = (query, key, value, beta, self.log_decay(x), reset)
         if self.mode == "scan" or x.shape[1] == 1:
-            outputs, state = delta_rule_scan(*sequences, carry)
+            outputs, state = delta_rule_scan(*sequences, state)
         else:
-            outputs, state = chunked_delta_rule(*sequences, carry, self.chunk_size)
-        return state, self.read_out(outputs, x)
+            outputs, state = chunked_delta_rule(*sequences, state, self.chunk_size)
+        return (state, window) if self.conv_kernel else state, self.read_out(outputs, x)
 
 
 class GatedDeltaNetLayer(DeltaNetLayer):
@@ -244,6 +272,7 @@ class DeltaNet(MemoroidTorso):
     num_heads: int = 4
     chunk_size: int = 32
     mode: Mode = "chunked"
+    conv_kernel: int = 0  # see DeltaNetLayer; --torso builds none
 
     @nn.nowrap
     def make_layer(self) -> DeltaNetLayer:
@@ -252,6 +281,7 @@ class DeltaNet(MemoroidTorso):
             num_heads=self.num_heads,
             chunk_size=self.chunk_size,
             mode=self.mode,
+            conv_kernel=self.conv_kernel,
         )
 
     @nn.nowrap
@@ -270,4 +300,5 @@ class GatedDeltaNet(DeltaNet):
             num_heads=self.num_heads,
             chunk_size=self.chunk_size,
             mode=self.mode,
+            conv_kernel=self.conv_kernel,
         )
