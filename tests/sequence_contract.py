@@ -70,6 +70,17 @@ def inputs(key: jax.Array, batch: int, length: int, features: int) -> jax.Array:
     return jax.random.normal(key, (batch, length, features))
 
 
+def causal_conv_step(window: list, u: np.ndarray, start: np.ndarray, weight) -> tuple:
+    """One step of a short causal depthwise convolution (Mamba's, xLSTM's, DeltaNet's) in
+    numpy, written from the papers for the float64 references: sum_k w_k u_{t-K+1+k} over the
+    inputs of the current episode only. ``window`` is the K - 1 inputs before this one (each
+    [B, C], oldest first); rows that start an episode here (``start``) drop theirs. Returns the
+    output and the window to carry to the next step."""
+    window = [np.where(start[:, None], 0.0, old) for old in window] + [u]
+    output = sum(w * v for w, v in zip(weight, window, strict=True))
+    return output, window[1:]
+
+
 def compiled(model: nn.Module | Compiled) -> Compiled:
     return model if isinstance(model, Compiled) else Compiled(model)
 

@@ -70,9 +70,9 @@ def _reference(params, x, reset, carry, num_heads: int, gated: bool):
         state[reset[:, t]] = 0.0
         projected = x[:, t] @ p["qkv_proj"]["kernel"]
         if convolved:  # inputs of an earlier episode leave the window
-            window = [np.where(reset[:, t, None], 0.0, u) for u in window] + [projected]
-            projected = sum(w * u for w, u in zip(p["conv_weight"], window, strict=True))
-            window = window[1:]
+            projected, window = contract.causal_conv_step(
+                window, projected, reset[:, t], p["conv_weight"]
+            )
         qkv = _silu(projected).reshape(batch, 3, num_heads, head_dim)
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]  # [B, H, D]
         q = q / np.sqrt(np.sum(q**2, axis=-1, keepdims=True) + 1e-6)

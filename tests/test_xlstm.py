@@ -66,11 +66,9 @@ def _mlstm_reference(p, x, reset, carry, num_heads, forget_gate, stabilised=True
         projected = x[:, t] @ kernel + bias
         vectors = [projected[:, g * width : (g + 1) * width] for g in range(4 - 2 * convolved)]
         if convolved:  # u_t = W_u x_t + b_u; conv_t = sum_k w_k u_{t-K+1+k} within the episode
-            window = [np.where(start[:, None], 0.0, u) for u in window]
-            window.append(x[:, t] @ p["conv_input"]["kernel"] + p["conv_input"]["bias"])
-            conv = sum(w * u for w, u in zip(p["conv_weight"], window, strict=True))
+            u = x[:, t] @ p["conv_input"]["kernel"] + p["conv_input"]["bias"]
+            conv, window = contract.causal_conv_step(window, u, start, p["conv_weight"])
             conv = conv + p["conv_bias"]
-            window = window[1:]
             query_key = (conv * _sigmoid(conv)) @ p["query_key"]["kernel"] + p["query_key"]["bias"]
             vectors = [query_key[:, :width], query_key[:, width:], *vectors]
         q, k, v, o = vectors
