@@ -71,7 +71,7 @@ def inputs(key: jax.Array, batch: int, length: int, features: int) -> jax.Array:
 
 
 def causal_conv_step(window: list, u: np.ndarray, start: np.ndarray, weight) -> tuple:
-    """One step of a short causal depthwise convolution (Mamba's, xLSTM's, DeltaNet's) in
+    """One step of a short causal depthwise convolution (xLSTM's, DeltaNet's) in
     numpy, written from the papers for the float64 references: sum_k w_k u_{t-K+1+k} over the
     inputs of the current episode only. ``window`` is the K - 1 inputs before this one (each
     [B, C], oldest first); rows that start an episode here (``start``) drop theirs. Returns the
