@@ -265,7 +265,7 @@ def plot_heatmap(
 
     fig, ax = plt.subplots(figsize=(1.2 * len(torsos) + 3, 0.45 * len(tasks) + 1.5))
     image = ax.imshow(iqms, vmin=-1, vmax=1, cmap="RdYlGn", aspect="auto")
-    ax.set_xticks(range(len(torsos)), torsos)
+    ax.set_xticks(range(len(torsos)), torsos, rotation=30, ha="right")  # long names overlap level
     ax.set_yticks(range(len(tasks)), tasks)
     for i, row in enumerate(labels):
         for j, label in enumerate(row):
